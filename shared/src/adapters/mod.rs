@@ -1,0 +1,10 @@
+//! The ports of [`crate::ports`] over AWS services.
+//!
+//! Clients come from one `aws_config::SdkConfig` loaded at cold start; the
+//! endpoint, region and credentials come from the SDK's standard environment
+//! variables only (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+
+pub mod dynamo;
+pub mod secrets;
+
+pub use dynamo::DynamoStore;

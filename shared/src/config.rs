@@ -1,0 +1,124 @@
+//! Typed configuration, read once at cold start. A missing or malformed value
+//! is a start-up error that names the variable.
+
+use ipnet::IpNet;
+
+use crate::domain::{AddressPolicy, EndpointRules};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Reads variables through a lookup function, so tests need not touch the
+/// process environment.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Env")
+    }
+}
+
+impl<'a> Env<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    /// A variable's value; empty counts as unset.
+    pub fn optional(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected true or false, got {other:?}"),
+            }),
+        }
+    }
+
+    /// A comma-separated list of CIDRs (`127.0.0.0/8,::1/128`); a bare
+    /// address counts as a single-host network.
+    pub fn cidrs(&self, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(Vec::new());
+        };
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        name,
+                        reason: format!("{s:?} is not a CIDR such as 127.0.0.0/8"),
+                    })
+            })
+            .collect()
+    }
+
+    /// `ALLOW_HTTP_ENDPOINTS` and `ENDPOINT_ALLOW_CIDRS`: both off by default.
+    pub fn endpoint_rules(&self) -> Result<EndpointRules, ConfigError> {
+        Ok(EndpointRules {
+            allow_http: self.flag("ALLOW_HTTP_ENDPOINTS", false)?,
+            addresses: AddressPolicy::with_allow_list(self.cidrs("ENDPOINT_ALLOW_CIDRS")?),
+        })
+    }
+}
+
+/// Reads the real process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn endpoint_rules_default_to_https_and_public_only() {
+        let lookup = env_of(&[]);
+        let rules = Env::new(&lookup).endpoint_rules().unwrap();
+        assert_eq!(rules, EndpointRules::default());
+    }
+
+    #[test]
+    fn endpoint_rules_read_flag_and_cidrs() {
+        let lookup = env_of(&[("ALLOW_HTTP_ENDPOINTS", "true"), ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8, ::1")]);
+        let rules = Env::new(&lookup).endpoint_rules().unwrap();
+        assert!(rules.allow_http);
+        assert_eq!(rules.addresses.to_string(), "public addresses and 127.0.0.0/8, ::1/128");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let lookup = env_of(&[("ALLOW_HTTP_ENDPOINTS", "maybe"), ("ENDPOINT_ALLOW_CIDRS", "nope")]);
+        let env = Env::new(&lookup);
+        assert!(env.flag("ALLOW_HTTP_ENDPOINTS", false).unwrap_err().to_string().contains("ALLOW_HTTP_ENDPOINTS"));
+        assert!(env.cidrs("ENDPOINT_ALLOW_CIDRS").unwrap_err().to_string().contains("ENDPOINT_ALLOW_CIDRS"));
+        assert!(matches!(env.required("TABLE_NAME"), Err(ConfigError::Missing("TABLE_NAME"))));
+    }
+}

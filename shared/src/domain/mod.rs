@@ -1,0 +1,22 @@
+//! Pure rules of the webhook service.
+
+pub mod address;
+pub mod catalog;
+pub mod project;
+pub mod secret;
+pub mod time;
+pub mod token;
+pub mod validation;
+pub mod webhook;
+
+pub use address::{AddressClass, AddressPolicy, BlockedAddress};
+pub use catalog::{Entity, EventName};
+pub use project::ProjectCode;
+pub use secret::Secret;
+pub use time::Timestamp;
+pub use token::{ApiToken, TokenHash, TokenId, TokenRecord};
+pub use validation::FieldError;
+pub use webhook::{
+    EndpointRules, MAX_WEBHOOKS_PER_PROJECT, NewWebhook, Status, Webhook, WebhookChanges,
+    WebhookId, WebhookInput, WebhookPatch,
+};

@@ -1,0 +1,82 @@
+//! Timestamps as stored and shown: RFC 3339, UTC, millisecond precision.
+//!
+//! The textual form has a fixed width, so string order is time order; the
+//! failing-webhooks index sorts on it.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self::from(Utc::now())
+    }
+
+    pub fn as_datetime(&self) -> DateTime<Utc> {
+        self.0
+    }
+
+    pub fn unix_seconds(&self) -> i64 {
+        self.0.timestamp()
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| Self::from(t.with_timezone(&Utc)))
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    /// Truncates to whole milliseconds, the precision that is stored.
+    fn from(value: DateTime<Utc>) -> Self {
+        let millis = value.timestamp_millis();
+        Self(DateTime::from_timestamp_millis(millis).unwrap_or(value))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_width_text_sorts_like_time() {
+        let a = Timestamp::parse("2026-01-02T03:04:05Z").unwrap();
+        let b = Timestamp::parse("2026-01-02T03:04:05.1Z").unwrap();
+        let c = Timestamp::parse("2026-01-02T03:04:06+00:00").unwrap();
+        assert_eq!(a.to_string(), "2026-01-02T03:04:05.000Z");
+        assert_eq!(b.to_string(), "2026-01-02T03:04:05.100Z");
+        assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
+    }
+
+    #[test]
+    fn round_trips_through_serde() {
+        let t = Timestamp::parse("2026-11-28T10:00:00.123+02:00").unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2026-11-28T08:00:00.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+}

@@ -1,0 +1,91 @@
+//! What the functions need from the outside world, as small traits.
+//! Adapters over AWS live in [`crate::adapters`]; tests and benchmarks may
+//! bring in-memory implementations.
+
+use std::future::Future;
+
+use crate::domain::{ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId};
+
+/// Why a storage call did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("the project already holds the maximum of {0} webhooks")]
+    LimitReached(u32),
+    /// The store could not be reached or refused the call; worth retrying.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored item could not be read back; retrying will not help.
+    #[error("stored item is malformed")]
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// One page of a listing; `next` is where the following page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<WebhookId>,
+}
+
+/// Webhook configuration, as the config API needs it.
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new webhook; never overwrites. Fails with
+    /// [`StoreError::LimitReached`] when the project is full.
+    fn create(&self, webhook: &Webhook) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+    ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
+
+    /// Up to `limit` webhooks of a project in creation order, after `after`.
+    fn list(
+        &self,
+        project: &ProjectCode,
+        limit: u32,
+        after: Option<WebhookId>,
+    ) -> impl Future<Output = Result<Page<Webhook>, StoreError>> + Send;
+
+    /// Applies only the given changes, so concurrent updates of different
+    /// fields both hold. Re-enabling a disabled webhook clears its failure state.
+    fn update(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        changes: &WebhookChanges,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Webhook, StoreError>> + Send;
+
+    fn delete(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Project tokens, stored as hashes.
+pub trait TokenStore: Send + Sync {
+    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn find_token(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+
+    /// Deletes the token if it belongs to `project`; otherwise `NotFound`.
+    fn revoke_token(
+        &self,
+        project: &ProjectCode,
+        id: &TokenId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
