@@ -93,8 +93,10 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -107,18 +109,40 @@ mod tests {
 
     #[test]
     fn endpoint_rules_read_flag_and_cidrs() {
-        let lookup = env_of(&[("ALLOW_HTTP_ENDPOINTS", "true"), ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8, ::1")]);
+        let lookup = env_of(&[
+            ("ALLOW_HTTP_ENDPOINTS", "true"),
+            ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8, ::1"),
+        ]);
         let rules = Env::new(&lookup).endpoint_rules().unwrap();
         assert!(rules.allow_http);
-        assert_eq!(rules.addresses.to_string(), "public addresses and 127.0.0.0/8, ::1/128");
+        assert_eq!(
+            rules.addresses.to_string(),
+            "public addresses and 127.0.0.0/8, ::1/128"
+        );
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let lookup = env_of(&[("ALLOW_HTTP_ENDPOINTS", "maybe"), ("ENDPOINT_ALLOW_CIDRS", "nope")]);
+        let lookup = env_of(&[
+            ("ALLOW_HTTP_ENDPOINTS", "maybe"),
+            ("ENDPOINT_ALLOW_CIDRS", "nope"),
+        ]);
         let env = Env::new(&lookup);
-        assert!(env.flag("ALLOW_HTTP_ENDPOINTS", false).unwrap_err().to_string().contains("ALLOW_HTTP_ENDPOINTS"));
-        assert!(env.cidrs("ENDPOINT_ALLOW_CIDRS").unwrap_err().to_string().contains("ENDPOINT_ALLOW_CIDRS"));
-        assert!(matches!(env.required("TABLE_NAME"), Err(ConfigError::Missing("TABLE_NAME"))));
+        assert!(
+            env.flag("ALLOW_HTTP_ENDPOINTS", false)
+                .unwrap_err()
+                .to_string()
+                .contains("ALLOW_HTTP_ENDPOINTS")
+        );
+        assert!(
+            env.cidrs("ENDPOINT_ALLOW_CIDRS")
+                .unwrap_err()
+                .to_string()
+                .contains("ENDPOINT_ALLOW_CIDRS")
+        );
+        assert!(matches!(
+            env.required("TABLE_NAME"),
+            Err(ConfigError::Missing("TABLE_NAME"))
+        ));
     }
 }

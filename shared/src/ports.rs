@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
-use crate::domain::{ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId};
+use crate::domain::{
+    ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId,
+};
 
 /// Why a storage call did not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +77,10 @@ pub trait WebhookStore: Send + Sync {
 
 /// Project tokens, stored as hashes.
 pub trait TokenStore: Send + Sync {
-    fn put_token(&self, record: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_token(
+        &self,
+        record: &TokenRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn find_token(
         &self,

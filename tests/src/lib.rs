@@ -1,1 +1,239 @@
+//! Support for the workspace-level integration tests: the local AWS emulator
+//! (moto), fresh tables, and a handle on the config API router.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+use aws_config::SdkConfig;
+use shared::adapters::DynamoStore;
+
+/// The emulator of this test process. It runs until the process exits:
+/// `stdin` is never closed by us, and its end-of-file stops the server.
+#[derive(Debug)]
+pub struct Emulator {
+    pub endpoint: String,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+/// Starts the emulator once per test binary and points the AWS SDK at it
+/// through the SDK's standard environment variables.
+pub fn emulator() -> &'static Emulator {
+    EMULATOR.get_or_init(|| {
+        let root = workspace_root();
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run `make test` (or `make setup`) to install the AWS emulator",
+            python.display()
+        );
+        let mut child = Command::new(&python)
+            .arg(root.join("tests/moto_server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the moto server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the emulator's port");
+        let port: u16 = line.trim().parse().expect("the emulator printed its port");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        // SAFETY: runs once, inside `get_or_init`, before any test of this
+        // binary has loaded an AWS config (every such test calls this first
+        // and blocks until it returns); Rust's own env accesses are locked
+        // against this write, and no test resolves host names meanwhile.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+            std::env::set_var("AWS_REGION", "us-east-1");
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        Emulator {
+            endpoint,
+            _child: child,
+            _stdin: stdin,
+        }
+    })
+}
+
+/// The SDK configuration, loaded exactly as the Lambdas load it.
+pub async fn sdk_config() -> SdkConfig {
+    emulator();
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A new, empty table with a unique name, created from the code's definition.
+pub async fn fresh_store() -> DynamoStore {
+    let sdk = sdk_config().await;
+    let store = DynamoStore::from_sdk(&sdk, format!("webhooks-{}", uuid::Uuid::new_v4()));
+    store.create_table().await.expect("create table");
+    store
+}
+
+pub mod api {
+    //! The config API router, built through the same start-up path as the
+    //! Lambda, and driven request by request.
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request, StatusCode, header};
+    use config_api::{AdminTokenSource, ApiConfig};
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use shared::adapters::DynamoStore;
+    use shared::domain::{ApiToken, EndpointRules};
+    use tower::ServiceExt;
+
+    pub const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+    #[derive(Debug, Clone)]
+    pub struct Api {
+        pub router: Router,
+        pub store: DynamoStore,
+    }
+
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: StatusCode,
+        pub headers: HeaderMap,
+        pub text: String,
+        pub body: Value,
+    }
+
+    impl Reply {
+        pub fn error_code(&self) -> &str {
+            self.body["error"]["code"].as_str().unwrap_or_default()
+        }
+
+        pub fn error_field(&self) -> Option<&str> {
+            self.body["error"]["field"].as_str()
+        }
+
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(name).and_then(|v| v.to_str().ok())
+        }
+    }
+
+    impl Api {
+        /// A fresh table and the production defaults: https only, public
+        /// addresses only.
+        pub async fn start() -> Self {
+            Self::with_rules(EndpointRules::default()).await
+        }
+
+        pub async fn with_rules(rules: EndpointRules) -> Self {
+            let store = super::fresh_store().await;
+            let config = ApiConfig {
+                table_name: store.table().to_owned(),
+                admin_token: AdminTokenSource::Plain(ApiToken::presented(ADMIN)),
+                endpoint_rules: rules,
+            };
+            let router = config_api::app(&super::sdk_config().await, config)
+                .await
+                .expect("start the config API");
+            Self { router, store }
+        }
+
+        pub async fn send(&self, request: Request<Body>) -> Reply {
+            let response = self
+                .router
+                .clone()
+                .oneshot(request)
+                .await
+                .expect("infallible");
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let text = String::from_utf8(bytes.to_vec()).expect("utf-8 body");
+            let body = if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))
+            };
+            Reply {
+                status,
+                headers,
+                text,
+                body,
+            }
+        }
+
+        /// A request with an optional bearer token and an optional JSON body.
+        pub async fn call(
+            &self,
+            method: &str,
+            path: &str,
+            token: Option<&str>,
+            body: Option<Value>,
+        ) -> Reply {
+            let mut builder = Request::builder().method(method).uri(path);
+            if let Some(token) = token {
+                builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let body = match body {
+                Some(json) => {
+                    builder = builder.header(header::CONTENT_TYPE, "application/json");
+                    Body::from(json.to_string())
+                }
+                None => Body::empty(),
+            };
+            self.send(builder.body(body).unwrap()).await
+        }
+
+        pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+            self.call(method, path, Some(ADMIN), body).await
+        }
+
+        /// Mints a project token with the admin token.
+        pub async fn project_token(&self, project: &str) -> String {
+            let reply = self
+                .admin("POST", &format!("/projects/{project}/tokens"), None)
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.body["token"].as_str().unwrap().to_owned()
+        }
+
+        /// Creates a webhook with the admin token; returns its JSON.
+        pub async fn create_webhook(&self, project: &str, body: Value) -> Value {
+            let reply = self
+                .admin("POST", &format!("/projects/{project}/webhooks"), Some(body))
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.body
+        }
+    }
+
+    /// A valid create body.
+    pub fn webhook_body(title: &str) -> Value {
+        serde_json::json!({
+            "title": title,
+            "endpoint": "https://hooks.example.com/qase",
+            "events": ["run.completed", "defect.created"],
+        })
+    }
+}

@@ -1,1 +1,188 @@
+//! The config API: webhooks, tokens and the event catalog, as one `axum`
+//! router. The Lambda serves it through `lambda_http`; the local stack and
+//! the tests serve the very same router.
 
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use shared::adapters::DynamoStore;
+use shared::adapters::secrets::{SecretError, read_secret_string};
+use shared::config::{ConfigError, Env};
+use shared::domain::{ApiToken, EndpointRules};
+use shared::ports::{TokenStore, WebhookStore};
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod view;
+
+pub use auth::{AdminToken, Principal};
+pub use error::ApiError;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Shortest accepted admin token.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// What the API needs from storage.
+pub trait Store: WebhookStore + TokenStore + 'static {}
+impl<T: WebhookStore + TokenStore + 'static> Store for T {}
+
+/// Shared by every request; cheap to clone.
+#[derive(Debug)]
+pub struct AppState<S>(Arc<Inner<S>>);
+
+#[derive(Debug)]
+pub struct Inner<S> {
+    pub store: S,
+    pub admin: AdminToken,
+    pub rules: EndpointRules,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S> Deref for AppState<S> {
+    type Target = Inner<S>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<S> AppState<S> {
+    pub fn new(store: S, admin: AdminToken, rules: EndpointRules) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            admin,
+            rules,
+        }))
+    }
+}
+
+/// Every route of the API.
+pub fn router<S: Store>(state: AppState<S>) -> Router {
+    use routes::{catalog, tokens, webhooks};
+    Router::new()
+        .route(
+            "/projects/{project}/webhooks",
+            get(webhooks::list::<S>).post(webhooks::create::<S>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}",
+            get(webhooks::read::<S>)
+                .patch(webhooks::update::<S>)
+                .delete(webhooks::delete::<S>),
+        )
+        .route("/projects/{project}/tokens", post(tokens::mint::<S>))
+        .route(
+            "/projects/{project}/tokens/{id}",
+            delete(tokens::revoke::<S>),
+        )
+        .route("/event-types", get(catalog::event_types))
+        .route("/openapi.json", get(catalog::openapi))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate::<S>,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// One log line per request: method, route template, status, latency.
+/// Never the body, headers or query, which may carry secrets.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// Where the admin token comes from.
+#[derive(Debug, Clone)]
+pub enum AdminTokenSource {
+    /// A Secrets Manager secret (name or ARN), as deployed.
+    Secret(String),
+    /// The token itself, for local runs.
+    Plain(ApiToken),
+}
+
+/// The config API's configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub table_name: String,
+    pub admin_token: AdminTokenSource,
+    pub endpoint_rules: EndpointRules,
+}
+
+impl ApiConfig {
+    /// `TABLE_NAME`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
+    /// (local); `ALLOW_HTTP_ENDPOINTS`, `ENDPOINT_ALLOW_CIDRS`.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let admin_token = match (
+            env.optional("ADMIN_TOKEN_SECRET_ARN"),
+            env.optional("ADMIN_TOKEN"),
+        ) {
+            (Some(arn), _) => AdminTokenSource::Secret(arn),
+            (None, Some(token)) => AdminTokenSource::Plain(ApiToken::presented(token.trim())),
+            (None, None) => return Err(ConfigError::Missing("ADMIN_TOKEN_SECRET_ARN")),
+        };
+        Ok(Self {
+            table_name: env.required("TABLE_NAME")?,
+            admin_token,
+            endpoint_rules: env.endpoint_rules()?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not load the admin token")]
+    Secret(#[from] SecretError),
+    #[error("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters")]
+    WeakAdminToken,
+}
+
+/// Builds the router over DynamoDB: what the Lambda and the local stack run.
+/// Reads the admin token once, here.
+pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Router, StartupError> {
+    let admin = match config.admin_token {
+        AdminTokenSource::Secret(id) => ApiToken::presented(&read_secret_string(sdk, &id).await?),
+        AdminTokenSource::Plain(token) => token,
+    };
+    if admin.expose().len() < MIN_ADMIN_TOKEN_LEN {
+        return Err(StartupError::WeakAdminToken);
+    }
+    let store = DynamoStore::from_sdk(sdk, config.table_name);
+    tracing::info!(endpoints = %config.endpoint_rules.addresses, allow_http = config.endpoint_rules.allow_http, "config API ready");
+    Ok(router(AppState::new(
+        store,
+        AdminToken::new(&admin),
+        config.endpoint_rules,
+    )))
+}

@@ -134,6 +134,10 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(sdk), table)
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -311,7 +315,9 @@ fn changes_update(changes: &WebhookChanges, now: Timestamp) -> Result<Update, St
     }
     if changes.enabled == Some(false) {
         // Out of the sweeper's index while disabled; the history stays visible.
-        update.set("enabled", AttributeValue::Bool(false)).remove(FAILING_PK);
+        update
+            .set("enabled", AttributeValue::Bool(false))
+            .remove(FAILING_PK);
     }
     Ok(update)
 }
@@ -377,7 +383,11 @@ impl WebhookStore for DynamoStore {
         }
     }
 
-    async fn get(&self, project: &ProjectCode, id: WebhookId) -> Result<Option<Webhook>, StoreError> {
+    async fn get(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -583,7 +593,9 @@ mod tests {
             enabled: Some(false),
             ..WebhookChanges::default()
         };
-        let expr = changes_update(&changes, Timestamp::now()).unwrap().expression();
+        let expr = changes_update(&changes, Timestamp::now())
+            .unwrap()
+            .expression();
         assert!(expr.contains("#enabled = :enabled"), "{expr}");
         assert!(expr.ends_with("REMOVE #failing_pk"), "{expr}");
     }

@@ -15,8 +15,11 @@ pub enum SecretError {
 }
 
 /// The `SecretString` of a secret, by name or ARN.
-pub async fn read_secret_string(client: &Client, id: &str) -> Result<String, SecretError> {
-    let out = client
+pub async fn read_secret_string(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+) -> Result<String, SecretError> {
+    let out = Client::new(sdk)
         .get_secret_value()
         .secret_id(id)
         .send()

@@ -118,7 +118,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 /// The IPv4 address an IPv6 address stands for, where it stands for one.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
-    let low = || Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+    let low = || {
+        Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        )
+    };
     match seg {
         // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (deprecated compatible form)
         [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => Some(low()),
@@ -127,7 +134,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         // 64:ff9b:1::/48 local-use NAT64: never public, judge as private
         [0x64, 0xff9b, 1, ..] => Some(Ipv4Addr::new(10, 0, 0, 0)),
         // 2002:AABB:CCDD::/48 6to4
-        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
         _ => None,
     }
 }
@@ -224,7 +236,10 @@ mod tests {
             "2002:0808:0808::1",
         ] {
             assert_eq!(class(ip), AddressClass::Public, "{ip}");
-            assert_eq!(AddressPolicy::public_only().check(ip.parse().unwrap()), Ok(()));
+            assert_eq!(
+                AddressPolicy::public_only().check(ip.parse().unwrap()),
+                Ok(())
+            );
         }
     }
 
@@ -308,10 +323,24 @@ mod tests {
         assert_eq!(policy.check("::1".parse().unwrap()), Ok(()));
         assert_eq!(policy.check("::ffff:127.0.0.1".parse().unwrap()), Ok(()));
         assert_eq!(policy.check("8.8.8.8".parse().unwrap()), Ok(()));
-        for still_refused in ["10.0.0.1", "169.254.169.254", "fe80::1", "::ffff:192.168.0.1"] {
-            assert!(policy.check(still_refused.parse().unwrap()).is_err(), "{still_refused}");
+        for still_refused in [
+            "10.0.0.1",
+            "169.254.169.254",
+            "fe80::1",
+            "::ffff:192.168.0.1",
+        ] {
+            assert!(
+                policy.check(still_refused.parse().unwrap()).is_err(),
+                "{still_refused}"
+            );
         }
-        assert_eq!(policy.to_string(), "public addresses and 127.0.0.0/8, ::1/128");
-        assert_eq!(AddressPolicy::public_only().to_string(), "public addresses only");
+        assert_eq!(
+            policy.to_string(),
+            "public addresses and 127.0.0.0/8, ::1/128"
+        );
+        assert_eq!(
+            AddressPolicy::public_only().to_string(),
+            "public addresses only"
+        );
     }
 }

@@ -177,7 +177,14 @@ mod tests {
 
     #[test]
     fn unknown_and_differently_cased_names_are_rejected() {
-        for bad in ["", "run", "run.finished", "Run.Completed", " run.completed", "run.completed "] {
+        for bad in [
+            "",
+            "run",
+            "run.finished",
+            "Run.Completed",
+            " run.completed",
+            "run.completed ",
+        ] {
             assert_eq!(bad.parse::<EventName>(), Err(UnknownEventName), "{bad:?}");
         }
     }

@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn accepts_qase_style_codes() {
         for ok in ["DEMO", "a", "my-project_2", &"X".repeat(64)] {
-            assert_eq!(ProjectCode::parse(ok).map(|c| c.to_string()).as_deref(), Ok(ok));
+            assert_eq!(
+                ProjectCode::parse(ok).map(|c| c.to_string()).as_deref(),
+                Ok(ok)
+            );
         }
     }
 

@@ -28,7 +28,10 @@ impl ApiToken {
     pub fn generate() -> Result<Self, RandomnessUnavailable> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(RandomnessUnavailable)?;
-        Ok(Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))))
+        Ok(Self(format!(
+            "{TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
     }
 
     /// Wraps a presented token for hashing.
@@ -147,7 +150,12 @@ mod tests {
 
     #[test]
     fn token_id_parse_rejects_other_shapes() {
-        for bad in ["", "BA7816BF8F01CFEA414140DE", "ba7816bf8f01cfea414140d", "zz7816bf8f01cfea414140de"] {
+        for bad in [
+            "",
+            "BA7816BF8F01CFEA414140DE",
+            "ba7816bf8f01cfea414140d",
+            "zz7816bf8f01cfea414140de",
+        ] {
             assert_eq!(TokenId::parse(bad), None, "{bad:?}");
         }
     }

@@ -244,7 +244,10 @@ pub fn validate_title(raw: &str) -> Result<String, FieldError> {
         ));
     }
     if title.chars().any(char::is_control) {
-        return Err(FieldError::new("title", "must not contain control characters"));
+        return Err(FieldError::new(
+            "title",
+            "must not contain control characters",
+        ));
     }
     Ok(title.to_owned())
 }
@@ -252,7 +255,9 @@ pub fn validate_title(raw: &str) -> Result<String, FieldError> {
 pub fn validate_endpoint(raw: &str, rules: &EndpointRules) -> Result<Url, FieldError> {
     let fail = |message: String| FieldError::new("endpoint", message);
     if raw.len() > MAX_ENDPOINT_LEN {
-        return Err(fail(format!("must be at most {MAX_ENDPOINT_LEN} characters")));
+        return Err(fail(format!(
+            "must be at most {MAX_ENDPOINT_LEN} characters"
+        )));
     }
     let url = Url::parse(raw).map_err(|e| fail(format!("must be an absolute URL ({e})")))?;
     match url.scheme() {
@@ -412,14 +417,20 @@ mod tests {
     #[test]
     fn missing_required_fields_name_the_field() {
         for (field, strip) in [
-            ("title", (|i: &mut WebhookInput| i.title = None) as fn(&mut WebhookInput)),
+            (
+                "title",
+                (|i: &mut WebhookInput| i.title = None) as fn(&mut WebhookInput),
+            ),
             ("endpoint", |i| i.endpoint = None),
             ("events", |i| i.events = None),
         ] {
             let mut raw = input();
             strip(&mut raw);
             let err = raw.validate(&rules()).unwrap_err();
-            assert_eq!((err.field.as_str(), err.message.as_str()), (field, "is required"));
+            assert_eq!(
+                (err.field.as_str(), err.message.as_str()),
+                (field, "is required")
+            );
         }
     }
 
@@ -437,14 +448,20 @@ mod tests {
         assert!(validate_endpoint("https://example.com/hook?x=1", &rules()).is_ok());
         assert!(endpoint_error("example.com/hook", &rules()).contains("absolute URL"));
         assert!(endpoint_error("/relative", &rules()).contains("absolute URL"));
-        assert_eq!(endpoint_error("http://example.com", &rules()), "must use https");
+        assert_eq!(
+            endpoint_error("http://example.com", &rules()),
+            "must use https"
+        );
         assert!(endpoint_error("ftp://example.com", &rules()).contains("https://"));
         assert!(endpoint_error("https://user:pw@example.com", &rules()).contains("user info"));
         assert!(endpoint_error("https://user@example.com", &rules()).contains("user info"));
         assert!(endpoint_error("https://example.com/#frag", &rules()).contains("fragment"));
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert!(endpoint_error(&long, &rules()).contains("2048"));
-        let http_ok = EndpointRules { allow_http: true, ..rules() };
+        let http_ok = EndpointRules {
+            allow_http: true,
+            ..rules()
+        };
         assert!(validate_endpoint("http://example.com", &http_ok).is_ok());
     }
 
@@ -471,7 +488,10 @@ mod tests {
             "https://api.localhost:8443/",
         ] {
             let message = endpoint_error(url, &rules());
-            assert!(message.starts_with("must be publicly routable"), "{url}: {message}");
+            assert!(
+                message.starts_with("must be publicly routable"),
+                "{url}: {message}"
+            );
         }
     }
 
@@ -486,9 +506,15 @@ mod tests {
             "http://0x7f000001/",
             "http://012.0.0.1/",
         ] {
-            let rules = EndpointRules { allow_http: true, ..rules() };
+            let rules = EndpointRules {
+                allow_http: true,
+                ..rules()
+            };
             let message = endpoint_error(url, &rules);
-            assert!(message.contains("loopback") || message.contains("private"), "{url}: {message}");
+            assert!(
+                message.contains("loopback") || message.contains("private"),
+                "{url}: {message}"
+            );
         }
     }
 
@@ -514,7 +540,10 @@ mod tests {
     #[test]
     fn events_must_be_a_nonempty_set_of_catalog_names() {
         let set = validate_events(&["run.completed".into(), "run.completed".into()]).unwrap();
-        assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![EventName::RunCompleted]);
+        assert_eq!(
+            set.into_iter().collect::<Vec<_>>(),
+            vec![EventName::RunCompleted]
+        );
         assert_eq!(validate_events(&[]).unwrap_err().field, "events");
         let err = validate_events(&["run.completed".into(), "run.exploded".into()]).unwrap_err();
         assert!(err.message.contains("\"run.exploded\""));
@@ -529,15 +558,27 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok, vec!["a@example.com", "b.c+tag@sub.example.org"]);
-        for (i, bad) in ["plain", "@example.com", "a@b", "a@@b.com", "a b@c.com", "a@b.com\nBcc: x@y.z", "<a@b.com>"]
-            .iter()
-            .enumerate()
+        for (i, bad) in [
+            "plain",
+            "@example.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@b.com\nBcc: x@y.z",
+            "<a@b.com>",
+        ]
+        .iter()
+        .enumerate()
         {
-            let err = validate_notify_emails(&["ok@example.com".into(), bad.to_string()]).unwrap_err();
+            let err =
+                validate_notify_emails(&["ok@example.com".into(), bad.to_string()]).unwrap_err();
             assert_eq!(err.field, "notify_emails[1]", "case {i}: {bad:?}");
         }
         let many: Vec<String> = (0..11).map(|i| format!("u{i}@example.com")).collect();
-        assert_eq!(validate_notify_emails(&many).unwrap_err().field, "notify_emails");
+        assert_eq!(
+            validate_notify_emails(&many).unwrap_err().field,
+            "notify_emails"
+        );
     }
 
     #[test]

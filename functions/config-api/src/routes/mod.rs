@@ -1,0 +1,6 @@
+//! Route handlers. Each checks the caller's reach first, then validates,
+//! then calls the store.
+
+pub mod catalog;
+pub mod tokens;
+pub mod webhooks;

@@ -1,0 +1,190 @@
+//! Webhook CRUD under `/projects/{project}/webhooks`.
+
+use axum::Json;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use shared::domain::{
+    FieldError, MAX_WEBHOOKS_PER_PROJECT, Timestamp, WebhookId, WebhookInput, WebhookPatch,
+};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::view::{WebhookList, WebhookView};
+use crate::{AppState, Store};
+
+const WEBHOOK: &str = "webhook";
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+
+fn store_error(err: shared::ports::StoreError) -> ApiError {
+    ApiError::from_store(err, WEBHOOK)
+}
+
+fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+    WebhookId::parse(raw).ok_or_else(|| ApiError::not_found(WEBHOOK))
+}
+
+pub async fn create<S: Store>(
+    State(state): State<AppState<S>>,
+    Extension(principal): Extension<Principal>,
+    Path(project): Path<String>,
+    JsonBody(input): JsonBody<WebhookInput>,
+) -> Result<Response, ApiError> {
+    let project = principal.project(&project, "project")?;
+    let hook = input.validate(&state.rules)?.into_webhook(
+        WebhookId::generate(),
+        project,
+        Timestamp::now(),
+    );
+    state.store.create(&hook).await.map_err(store_error)?;
+    tracing::info!(project = %hook.project, webhook_id = %hook.id, "webhook created");
+    let location = format!("/projects/{}/webhooks/{}", hook.project, hook.id);
+    let mut response = (StatusCode::CREATED, Json(WebhookView::from(hook))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `limit` (1..=100, default 20) and the opaque `cursor` of the previous page.
+fn page_params(query: Option<&str>) -> Result<(u32, Option<WebhookId>), ApiError> {
+    let mut limit = DEFAULT_PAGE_SIZE;
+    let mut after = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_WEBHOOKS_PER_PROJECT).contains(n))
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "limit",
+                            format!("must be an integer from 1 to {MAX_WEBHOOKS_PER_PROJECT}"),
+                        )
+                    })?;
+            }
+            "cursor" => {
+                after = Some(decode_cursor(&value).ok_or_else(|| {
+                    FieldError::new("cursor", "is not a cursor this API handed out")
+                })?);
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, after))
+}
+
+fn encode_cursor(id: WebhookId) -> String {
+    URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+fn decode_cursor(raw: &str) -> Option<WebhookId> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    WebhookId::parse(std::str::from_utf8(&bytes).ok()?)
+}
+
+pub async fn list<S: Store>(
+    State(state): State<AppState<S>>,
+    Extension(principal): Extension<Principal>,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<WebhookList>, ApiError> {
+    let project = principal.project(&project, "project")?;
+    let (limit, after) = page_params(query.as_deref())?;
+    let page = state
+        .store
+        .list(&project, limit, after)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(WebhookList {
+        webhooks: page.items.into_iter().map(WebhookView::from).collect(),
+        next_cursor: page.next.map(encode_cursor),
+    }))
+}
+
+pub async fn read<S: Store>(
+    State(state): State<AppState<S>>,
+    Extension(principal): Extension<Principal>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let project = principal.project(&project, WEBHOOK)?;
+    let id = webhook_id(&id)?;
+    let hook = state
+        .store
+        .get(&project, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(WEBHOOK))?;
+    Ok(Json(hook.into()))
+}
+
+pub async fn update<S: Store>(
+    State(state): State<AppState<S>>,
+    Extension(principal): Extension<Principal>,
+    Path((project, id)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<WebhookPatch>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let project = principal.project(&project, WEBHOOK)?;
+    let id = webhook_id(&id)?;
+    let changes = patch.validate(&state.rules)?;
+    let hook = state
+        .store
+        .update(&project, id, &changes, Timestamp::now())
+        .await
+        .map_err(store_error)?;
+    tracing::info!(project = %project, webhook_id = %id, enabled = hook.enabled, "webhook updated");
+    Ok(Json(hook.into()))
+}
+
+pub async fn delete<S: Store>(
+    State(state): State<AppState<S>>,
+    Extension(principal): Extension<Principal>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let project = principal.project(&project, WEBHOOK)?;
+    let id = webhook_id(&id)?;
+    state
+        .store
+        .delete(&project, id)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(project = %project, webhook_id = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_foreign_values() {
+        let id = WebhookId::generate();
+        assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
+        assert_eq!(decode_cursor("not base64 !"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("WEBHOOK#x")), None);
+    }
+
+    #[test]
+    fn page_params_validate_limit() {
+        assert_eq!(page_params(None).unwrap(), (DEFAULT_PAGE_SIZE, None));
+        assert_eq!(page_params(Some("limit=100")).unwrap().0, 100);
+        for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten"] {
+            assert_eq!(
+                page_params(Some(bad)).unwrap_err().field.as_deref(),
+                Some("limit"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            page_params(Some("cursor=zzz"))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("cursor")
+        );
+    }
+}
