@@ -1,5 +1,7 @@
 //! The config API over its real router and DynamoDB (the moto emulator).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use integration_tests::api::{ADMIN, Api, webhook_body};

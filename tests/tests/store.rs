@@ -1,0 +1,184 @@
+//! Storage and start-up paths against the emulator that the HTTP tests do not
+//! reach on their own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::http::StatusCode;
+use config_api::{AdminTokenSource, ApiConfig};
+use integration_tests::api::{Api, webhook_body};
+use serde_json::{Value, json};
+use shared::adapters::dynamo::{FAILING_INDEX, FAILING_PARTITION};
+use shared::domain::EndpointRules;
+
+/// Marks a webhook failing the way the sender records a failure.
+async fn seed_failure(api: &Api, project: &str, id: &str, since: &str) {
+    api.store
+        .client()
+        .update_item()
+        .table_name(api.store.table())
+        .key("pk", AttributeValue::S(format!("PROJECT#{project}")))
+        .key("sk", AttributeValue::S(format!("WEBHOOK#{id}")))
+        .update_expression(
+            "SET failing_since = :since, last_failure_at = :since, last_failure_reason = :why, \
+             failure_count = :n, failing_pk = :p",
+        )
+        .expression_attribute_values(":since", AttributeValue::S(since.to_owned()))
+        .expression_attribute_values(":why", AttributeValue::S("HTTP 503".to_owned()))
+        .expression_attribute_values(":n", AttributeValue::N("3".to_owned()))
+        .expression_attribute_values(":p", AttributeValue::S(FAILING_PARTITION.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn failing_index_ids(api: &Api) -> Vec<String> {
+    let out = api
+        .store
+        .client()
+        .query()
+        .table_name(api.store.table())
+        .index_name(FAILING_INDEX)
+        .key_condition_expression("failing_pk = :p")
+        .expression_attribute_values(":p", AttributeValue::S(FAILING_PARTITION.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|item: &HashMap<String, AttributeValue>| item["id"].as_s().unwrap().clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn failure_state_shows_and_re_enabling_a_disabled_webhook_clears_it() {
+    let api = Api::start().await;
+    let hook = api.create_webhook("DEMO", webhook_body("flaky")).await;
+    let id = hook["id"].as_str().unwrap();
+    let path = format!("/projects/DEMO/webhooks/{id}");
+    seed_failure(&api, "DEMO", id, "2026-11-01T10:00:00.000Z").await;
+    assert_eq!(failing_index_ids(&api).await, vec![id.to_owned()]);
+
+    let failing = api.admin("GET", &path, None).await.body;
+    assert_eq!(failing["status"], "failing");
+    assert_eq!(failing["failing_since"], "2026-11-01T10:00:00.000Z");
+    assert_eq!(failing["last_failure_reason"], "HTTP 503");
+    assert_eq!(failing["failure_count"], 3);
+
+    // An unrelated edit, even one sending enabled: true, keeps the history.
+    let edited = api
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"title": "still flaky", "enabled": true})),
+        )
+        .await
+        .body;
+    assert_eq!(edited["status"], "failing");
+    assert_eq!(edited["failing_since"], "2026-11-01T10:00:00.000Z");
+
+    // Disabling keeps the history visible but leaves the sweeper's index.
+    let off = api
+        .admin("PATCH", &path, Some(json!({"enabled": false})))
+        .await
+        .body;
+    assert_eq!(off["status"], "disabled");
+    assert_eq!(off["last_failure_reason"], "HTTP 503");
+    assert!(failing_index_ids(&api).await.is_empty());
+
+    let on = api
+        .admin("PATCH", &path, Some(json!({"enabled": true})))
+        .await
+        .body;
+    assert_eq!(on["status"], "active");
+    for field in [
+        "failing_since",
+        "last_failure_at",
+        "last_failure_reason",
+        "disabled_at",
+        "disabled_reason",
+    ] {
+        assert_eq!(on[field], Value::Null, "{field}");
+    }
+    assert_eq!(on["failure_count"], 0);
+    assert!(failing_index_ids(&api).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_admin_token_is_read_from_secrets_manager() {
+    let store = integration_tests::fresh_store().await;
+    let sdk = integration_tests::sdk_config().await;
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("admin-{}", uuid::Uuid::new_v4()))
+        .secret_string("generated-admin-token-from-the-template")
+        .send()
+        .await
+        .unwrap();
+    let config = ApiConfig {
+        table_name: store.table().to_owned(),
+        admin_token: AdminTokenSource::Secret(secret.arn().unwrap().to_owned()),
+        endpoint_rules: EndpointRules::default(),
+    };
+    let api = Api {
+        router: config_api::app(&sdk, config).await.unwrap(),
+        store,
+    };
+    let ok = api
+        .call(
+            "GET",
+            "/event-types",
+            Some("generated-admin-token-from-the-template"),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let wrong = api
+        .call("GET", "/event-types", Some("something-else-entirely"), None)
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
+    let sdk = integration_tests::sdk_config().await;
+    let missing = ApiConfig {
+        table_name: "unused".into(),
+        admin_token: AdminTokenSource::Secret("no-such-secret".into()),
+        endpoint_rules: EndpointRules::default(),
+    };
+    let err = config_api::app(&sdk, missing).await.unwrap_err();
+    assert!(err.to_string().contains("admin token"), "{err}");
+    let weak = ApiConfig {
+        table_name: "unused".into(),
+        admin_token: AdminTokenSource::Plain(shared::domain::ApiToken::presented("short")),
+        endpoint_rules: EndpointRules::default(),
+    };
+    let err = config_api::app(&sdk, weak).await.unwrap_err();
+    assert!(
+        matches!(err, config_api::StartupError::WeakAdminToken),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_survive_a_round_trip_through_dynamodb_unchanged() {
+    let api = Api::start().await;
+    let mut body = webhook_body("round trip");
+    body["secret"] = json!("kept");
+    body["notify_emails"] = json!(["a@example.com", "b@example.com"]);
+    body["enabled"] = json!(false);
+    let created = api.create_webhook("RT", body).await;
+    let read = api
+        .admin(
+            "GET",
+            &format!("/projects/RT/webhooks/{}", created["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(read, created);
+    assert_eq!(read["status"], "disabled");
+}
