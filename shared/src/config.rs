@@ -1,6 +1,8 @@
 //! Typed configuration, read once at cold start. A missing or malformed value
 //! is a start-up error that names the variable.
 
+use std::time::Duration;
+
 use ipnet::IpNet;
 
 use crate::domain::{AddressPolicy, EndpointRules};
@@ -50,6 +52,35 @@ impl<'a> Env<'a> {
                 reason: format!("expected true or false, got {other:?}"),
             }),
         }
+    }
+
+    /// A duration such as `15s`, `500ms`, `90s` or `2d`.
+    pub fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        humantime::parse_duration(raw.trim())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("expected a duration such as 15s or 2d, got {raw:?}"),
+            })
+    }
+
+    /// A whole number of at least 1.
+    pub fn count(&self, name: &'static str, default: usize) -> Result<usize, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        raw.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("expected a whole number of at least 1, got {raw:?}"),
+            })
     }
 
     /// A comma-separated list of CIDRs (`127.0.0.0/8,::1/128`); a bare
@@ -119,6 +150,46 @@ mod tests {
             rules.addresses.to_string(),
             "public addresses and 127.0.0.0/8, ::1/128"
         );
+    }
+
+    #[test]
+    fn durations_and_counts() {
+        let lookup = env_of(&[
+            ("A", "90s"),
+            ("B", "2d"),
+            ("C", "500ms"),
+            ("D", "soon"),
+            ("E", "0s"),
+            ("N", "4"),
+            ("M", "0"),
+        ]);
+        let env = Env::new(&lookup);
+        assert_eq!(
+            env.duration("A", Duration::ZERO).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            env.duration("B", Duration::ZERO).unwrap(),
+            Duration::from_secs(2 * 86400)
+        );
+        assert_eq!(
+            env.duration("C", Duration::ZERO).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            env.duration("UNSET", Duration::from_secs(15)).unwrap(),
+            Duration::from_secs(15)
+        );
+        assert!(
+            env.duration("D", Duration::ZERO)
+                .unwrap_err()
+                .to_string()
+                .contains("D")
+        );
+        assert!(env.duration("E", Duration::ZERO).is_err());
+        assert_eq!(env.count("N", 10).unwrap(), 4);
+        assert_eq!(env.count("UNSET", 10).unwrap(), 10);
+        assert!(env.count("M", 10).is_err());
     }
 
     #[test]

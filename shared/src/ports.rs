@@ -2,6 +2,7 @@
 //! Adapters over AWS live in [`crate::adapters`]; tests and benchmarks may
 //! bring in-memory implementations.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use crate::domain::{
@@ -93,4 +94,52 @@ pub trait TokenStore: Send + Sync {
         project: &ProjectCode,
         id: &TokenId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The webhook key a queued delivery names.
+pub type WebhookKey = (ProjectCode, WebhookId);
+
+/// What the sender needs: the batch's webhooks, and a place to record outcomes.
+pub trait DeliveryStore: Send + Sync {
+    /// The webhooks behind these keys, in as few reads as the store allows.
+    /// A key without a webhook (deleted) is absent from the map.
+    fn get_many(
+        &self,
+        keys: &[WebhookKey],
+    ) -> impl Future<Output = Result<HashMap<WebhookKey, Webhook>, StoreError>> + Send;
+
+    /// Records a failed delivery: keeps the first `failing_since`, sets the
+    /// last failure, counts it, and files the webhook in the sweeper's index.
+    /// Does nothing if the webhook was deleted or disabled meanwhile.
+    fn record_failure(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Clears the failure state after a success.
+    fn record_recovery(
+        &self,
+        webhook: &Webhook,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Some messages could not be queued.
+#[derive(Debug, thiserror::Error)]
+#[error("queued {queued} of {total} messages")]
+pub struct EnqueueError {
+    pub queued: usize,
+    pub total: usize,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// The delivery queue, as the config API needs it.
+pub trait DeliveryQueue: Send + Sync {
+    /// Queues every body, or says how many made it.
+    fn enqueue(
+        &self,
+        bodies: Vec<String>,
+    ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
 }

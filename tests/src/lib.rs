@@ -82,6 +82,22 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+pub mod counting;
+pub mod receiver;
+
+/// A new, empty queue with a unique name; answers its URL.
+pub async fn fresh_queue() -> String {
+    let sdk = sdk_config().await;
+    aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name(format!("deliveries-{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
 /// A new, empty table with a unique name, created from the code's definition.
 pub async fn fresh_store() -> DynamoStore {
     let sdk = sdk_config().await;
@@ -110,6 +126,7 @@ pub mod api {
     pub struct Api {
         pub router: Router,
         pub store: DynamoStore,
+        pub queue_url: String,
     }
 
     #[derive(Debug)]
@@ -143,15 +160,21 @@ pub mod api {
 
         pub async fn with_rules(rules: EndpointRules) -> Self {
             let store = super::fresh_store().await;
+            let queue_url = super::fresh_queue().await;
             let config = ApiConfig {
                 table_name: store.table().to_owned(),
+                queue_url: queue_url.clone(),
                 admin_token: AdminTokenSource::Plain(ApiToken::presented(ADMIN)),
                 endpoint_rules: rules,
             };
             let router = config_api::app(&super::sdk_config().await, config)
                 .await
                 .expect("start the config API");
-            Self { router, store }
+            Self {
+                router,
+                store,
+                queue_url,
+            }
         }
 
         pub async fn send(&self, request: Request<Body>) -> Reply {
@@ -235,5 +258,127 @@ pub mod api {
             "endpoint": "https://hooks.example.com/qase",
             "events": ["run.completed", "defect.created"],
         })
+    }
+}
+
+pub mod stack {
+    //! The config API, the delivery queue and the sender, wired as deployed:
+    //! publish through the router, receive from SQS, hand batches to the sender.
+
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use sender::Sender;
+    use sender::poller::{Poll, poll_once};
+    use serde_json::{Value, json};
+    use shared::adapters::{DynamoStore, HttpPoster};
+    use shared::domain::{AddressPolicy, EndpointRules};
+
+    use crate::api::Api;
+
+    /// Endpoint rules of the local stack: http and loopback allowed.
+    pub fn loopback_rules() -> EndpointRules {
+        EndpointRules {
+            allow_http: true,
+            addresses: loopback_policy(),
+        }
+    }
+
+    pub fn loopback_policy() -> AddressPolicy {
+        AddressPolicy::with_allow_list(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ])
+    }
+
+    #[derive(Debug)]
+    pub struct Stack {
+        pub api: Api,
+        pub sender: Sender<DynamoStore>,
+        pub sqs: aws_sdk_sqs::Client,
+    }
+
+    impl Stack {
+        /// Loopback allowed everywhere, 2-second deadline.
+        pub async fn start() -> Self {
+            Self::with_sender(loopback_policy(), Duration::from_secs(2)).await
+        }
+
+        /// The API accepts loopback endpoints; the sender uses `policy`.
+        pub async fn with_sender(policy: AddressPolicy, deadline: Duration) -> Self {
+            let api = Api::with_rules(loopback_rules()).await;
+            let http = HttpPoster::new(policy, deadline).unwrap();
+            let sender = Sender::new(api.store.clone(), http, 10);
+            let sqs = aws_sdk_sqs::Client::new(&crate::sdk_config().await);
+            Self { api, sender, sqs }
+        }
+
+        /// Publishes with the admin token; answers the 202 body.
+        pub async fn publish(&self, project: &str, event_name: &str, payload: Value) -> Value {
+            let reply = self
+                .api
+                .admin(
+                    "POST",
+                    &format!("/projects/{project}/events"),
+                    Some(json!({"event_name": event_name, "payload": payload, "team_member_id": 40, "timestamp": 1650540194})),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+            reply.body
+        }
+
+        /// Publishes a raw JSON body with the admin token; answers the 202 body.
+        pub async fn publish_raw(&self, project: &str, body: &str) -> Value {
+            let request = axum::http::Request::post(format!("/projects/{project}/events"))
+                .header("authorization", format!("Bearer {}", crate::api::ADMIN))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_owned()))
+                .unwrap();
+            let reply = self.api.send(request).await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+            reply.body
+        }
+
+        /// One poll: up to 10 messages through the sender.
+        pub async fn poll(&self) -> Poll {
+            poll_once(&self.sender, &self.sqs, &self.api.queue_url, 0)
+                .await
+                .unwrap()
+        }
+
+        /// Polls until the queue answers empty; answers every non-empty poll.
+        pub async fn deliver_all(&self) -> Vec<Poll> {
+            let mut polls = Vec::new();
+            loop {
+                let poll = self.poll().await;
+                if poll.received == 0 {
+                    return polls;
+                }
+                polls.push(poll);
+            }
+        }
+
+        /// Creates a webhook to `endpoint` for `events`; answers its id.
+        pub async fn webhook(
+            &self,
+            project: &str,
+            endpoint: &str,
+            events: &[&str],
+            secret: Option<&str>,
+        ) -> String {
+            let mut body = json!({"title": "hook", "endpoint": endpoint, "events": events});
+            if let Some(secret) = secret {
+                body["secret"] = json!(secret);
+            }
+            let hook = self.api.create_webhook(project, body).await;
+            hook["id"].as_str().unwrap().to_owned()
+        }
+
+        pub async fn get(&self, project: &str, id: &str) -> Value {
+            self.api
+                .admin("GET", &format!("/projects/{project}/webhooks/{id}"), None)
+                .await
+                .body
+        }
     }
 }

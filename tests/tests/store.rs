@@ -117,14 +117,17 @@ async fn the_admin_token_is_read_from_secrets_manager() {
         .send()
         .await
         .unwrap();
+    let queue_url = integration_tests::fresh_queue().await;
     let config = ApiConfig {
         table_name: store.table().to_owned(),
+        queue_url: queue_url.clone(),
         admin_token: AdminTokenSource::Secret(secret.arn().unwrap().to_owned()),
         endpoint_rules: EndpointRules::default(),
     };
     let api = Api {
         router: config_api::app(&sdk, config).await.unwrap(),
         store,
+        queue_url,
     };
     let ok = api
         .call(
@@ -146,6 +149,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
     let sdk = integration_tests::sdk_config().await;
     let missing = ApiConfig {
         table_name: "unused".into(),
+        queue_url: "unused".into(),
         admin_token: AdminTokenSource::Secret("no-such-secret".into()),
         endpoint_rules: EndpointRules::default(),
     };
@@ -153,6 +157,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
     assert!(err.to_string().contains("admin token"), "{err}");
     let weak = ApiConfig {
         table_name: "unused".into(),
+        queue_url: "unused".into(),
         admin_token: AdminTokenSource::Plain(shared::domain::ApiToken::presented("short")),
         endpoint_rules: EndpointRules::default(),
     };

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use shared::domain::{ApiToken, ProjectCode, TokenHash};
 
 use crate::error::ApiError;
-use crate::{AppState, Store};
+use crate::{AppState, Queue, Store};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +64,8 @@ fn bearer(request: &Request) -> Option<&str> {
 }
 
 /// Middleware: resolves the caller or answers 401.
-pub async fn authenticate<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn authenticate<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     mut request: Request,
     next: Next,
 ) -> Response {

@@ -11,11 +11,11 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use shared::adapters::DynamoStore;
 use shared::adapters::secrets::{SecretError, read_secret_string};
+use shared::adapters::{DynamoStore, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::{ApiToken, EndpointRules};
-use shared::ports::{TokenStore, WebhookStore};
+use shared::ports::{DeliveryQueue, TokenStore, WebhookStore};
 
 pub mod auth;
 pub mod error;
@@ -35,34 +35,40 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 pub trait Store: WebhookStore + TokenStore + 'static {}
 impl<T: WebhookStore + TokenStore + 'static> Store for T {}
 
+/// What the API needs from the delivery queue.
+pub trait Queue: DeliveryQueue + 'static {}
+impl<T: DeliveryQueue + 'static> Queue for T {}
+
 /// Shared by every request; cheap to clone.
 #[derive(Debug)]
-pub struct AppState<S>(Arc<Inner<S>>);
+pub struct AppState<S, Q>(Arc<Inner<S, Q>>);
 
 #[derive(Debug)]
-pub struct Inner<S> {
+pub struct Inner<S, Q> {
     pub store: S,
+    pub queue: Q,
     pub admin: AdminToken,
     pub rules: EndpointRules,
 }
 
-impl<S> Clone for AppState<S> {
+impl<S, Q> Clone for AppState<S, Q> {
     fn clone(&self) -> Self {
         Self(Arc::clone(&self.0))
     }
 }
 
-impl<S> Deref for AppState<S> {
-    type Target = Inner<S>;
+impl<S, Q> Deref for AppState<S, Q> {
+    type Target = Inner<S, Q>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl<S> AppState<S> {
-    pub fn new(store: S, admin: AdminToken, rules: EndpointRules) -> Self {
+impl<S, Q> AppState<S, Q> {
+    pub fn new(store: S, queue: Q, admin: AdminToken, rules: EndpointRules) -> Self {
         Self(Arc::new(Inner {
             store,
+            queue,
             admin,
             rules,
         }))
@@ -70,29 +76,30 @@ impl<S> AppState<S> {
 }
 
 /// Every route of the API.
-pub fn router<S: Store>(state: AppState<S>) -> Router {
-    use routes::{catalog, tokens, webhooks};
+pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
+    use routes::{catalog, events, tokens, webhooks};
     Router::new()
         .route(
             "/projects/{project}/webhooks",
-            get(webhooks::list::<S>).post(webhooks::create::<S>),
+            get(webhooks::list::<S, Q>).post(webhooks::create::<S, Q>),
         )
         .route(
             "/projects/{project}/webhooks/{id}",
-            get(webhooks::read::<S>)
-                .patch(webhooks::update::<S>)
-                .delete(webhooks::delete::<S>),
+            get(webhooks::read::<S, Q>)
+                .patch(webhooks::update::<S, Q>)
+                .delete(webhooks::delete::<S, Q>),
         )
-        .route("/projects/{project}/tokens", post(tokens::mint::<S>))
+        .route("/projects/{project}/events", post(events::publish::<S, Q>))
+        .route("/projects/{project}/tokens", post(tokens::mint::<S, Q>))
         .route(
             "/projects/{project}/tokens/{id}",
-            delete(tokens::revoke::<S>),
+            delete(tokens::revoke::<S, Q>),
         )
         .route("/event-types", get(catalog::event_types))
         .route("/openapi.json", get(catalog::openapi))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::authenticate::<S>,
+            auth::authenticate::<S, Q>,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(error::json_errors))
@@ -134,12 +141,13 @@ pub enum AdminTokenSource {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub table_name: String,
+    pub queue_url: String,
     pub admin_token: AdminTokenSource,
     pub endpoint_rules: EndpointRules,
 }
 
 impl ApiConfig {
-    /// `TABLE_NAME`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
+    /// `TABLE_NAME`, `DELIVERY_QUEUE_URL`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
     /// (local); `ALLOW_HTTP_ENDPOINTS`, `ENDPOINT_ALLOW_CIDRS`.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let admin_token = match (
@@ -152,6 +160,7 @@ impl ApiConfig {
         };
         Ok(Self {
             table_name: env.required("TABLE_NAME")?,
+            queue_url: env.required("DELIVERY_QUEUE_URL")?,
             admin_token,
             endpoint_rules: env.endpoint_rules()?,
         })
@@ -168,7 +177,7 @@ pub enum StartupError {
     WeakAdminToken,
 }
 
-/// Builds the router over DynamoDB: what the Lambda and the local stack run.
+/// Builds the router over DynamoDB and SQS: what the Lambda and the local stack run.
 /// Reads the admin token once, here.
 pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Router, StartupError> {
     let admin = match config.admin_token {
@@ -179,9 +188,11 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
         return Err(StartupError::WeakAdminToken);
     }
     let store = DynamoStore::from_sdk(sdk, config.table_name);
+    let queue = SqsQueue::from_sdk(sdk, config.queue_url);
     tracing::info!(endpoints = %config.endpoint_rules.addresses, allow_http = config.endpoint_rules.allow_http, "config API ready");
     Ok(router(AppState::new(
         store,
+        queue,
         AdminToken::new(&admin),
         config.endpoint_rules,
     )))

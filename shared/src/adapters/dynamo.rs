@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ use crate::domain::{
     MAX_WEBHOOKS_PER_PROJECT, ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook,
     WebhookChanges, WebhookId,
 };
-use crate::ports::{Page, StoreError, TokenStore, WebhookStore};
+use crate::ports::{DeliveryStore, Page, StoreError, TokenStore, WebhookKey, WebhookStore};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -223,7 +223,7 @@ impl DynamoStore {
             .update_expression(update.expression())
             .condition_expression(condition)
             .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .set_expression_attribute_values((!update.values.is_empty()).then_some(update.values))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
@@ -253,6 +253,13 @@ impl Update {
         self
     }
 
+    /// `SET #field = <rhs>`, where `rhs` is an expression over placeholders.
+    fn set_expr(&mut self, field: &str, rhs: &str) -> &mut Self {
+        self.names.insert(format!("#{field}"), field.to_owned());
+        self.sets.push(format!("#{field} = {rhs}"));
+        self
+    }
+
     fn remove(&mut self, field: &str) -> &mut Self {
         self.names.insert(format!("#{field}"), field.to_owned());
         self.removes.push(format!("#{field}"));
@@ -265,16 +272,14 @@ impl Update {
     }
 
     fn expression(&self) -> String {
-        let mut expr = String::new();
+        let mut clauses = Vec::with_capacity(2);
         if !self.sets.is_empty() {
-            expr.push_str("SET ");
-            expr.push_str(&self.sets.join(", "));
+            clauses.push(format!("SET {}", self.sets.join(", ")));
         }
         if !self.removes.is_empty() {
-            expr.push_str(" REMOVE ");
-            expr.push_str(&self.removes.join(", "));
+            clauses.push(format!("REMOVE {}", self.removes.join(", ")));
         }
-        expr
+        clauses.join(" ")
     }
 }
 
@@ -565,6 +570,122 @@ impl TokenStore for DynamoStore {
             Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+/// Most keys one `BatchGetItem` takes.
+const MAX_BATCH_GET: usize = 100;
+/// Tries for keys DynamoDB leaves unprocessed (throttling), with backoff.
+const UNPROCESSED_TRIES: u32 = 5;
+
+impl DynamoStore {
+    /// One `BatchGetItem` (per 100 keys), re-asking for unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut pending = keys;
+        for attempt in 0..UNPROCESSED_TRIES {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(unavailable)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(left) = out
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+            {
+                pending = left.keys;
+            }
+        }
+        if pending.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError::Unavailable(
+                format!("{} keys left unprocessed by BatchGetItem", pending.len()).into(),
+            ))
+        }
+    }
+}
+
+impl DeliveryStore for DynamoStore {
+    async fn get_many(
+        &self,
+        keys: &[WebhookKey],
+    ) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
+        let mut unique: Vec<&WebhookKey> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut webhooks = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(MAX_BATCH_GET) {
+            let keys = chunk
+                .iter()
+                .map(|(project, id)| key(project_pk(project), webhook_sk(*id)))
+                .collect();
+            for item in self.batch_get(keys).await? {
+                let hook = from_webhook_item(item)?;
+                webhooks.insert((hook.project.clone(), hook.id), hook);
+            }
+        }
+        Ok(webhooks)
+    }
+
+    async fn record_failure(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        update
+            .set("last_failure_at", to_value(&at)?)
+            .set("last_failure_reason", s(reason))
+            .set(FAILING_PK, s(FAILING_PARTITION))
+            // The first failure since the last success is kept.
+            .set_expr(FAILING_SK, &format!("if_not_exists(#{FAILING_SK}, :at)"))
+            .set_expr(
+                "failure_count",
+                "if_not_exists(#failure_count, :zero) + :one",
+            )
+            .value(":at", to_value(&at)?)
+            .value(":zero", n(0))
+            .value(":one", n(1))
+            .value(":on", AttributeValue::Bool(true));
+        update.names.insert("#enabled".into(), "enabled".into());
+        // Only while enabled: a disabled webhook stays out of the index.
+        self.update_webhook(&webhook.project, webhook.id, update, Some("#enabled = :on"))
+            .await
+            .map(drop)
+    }
+
+    async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        for field in [
+            "failing_since",
+            "last_failure_at",
+            "last_failure_reason",
+            "failure_count",
+            FAILING_PK,
+        ] {
+            update.remove(field);
+        }
+        self.update_webhook(&webhook.project, webhook.id, update, None)
+            .await
+            .map(drop)
     }
 }
 

@@ -5,6 +5,10 @@
 //! variables only (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
 
 pub mod dynamo;
+pub mod http;
 pub mod secrets;
+pub mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use http::HttpPoster;
+pub use sqs::SqsQueue;

@@ -2,5 +2,6 @@
 //! then calls the store.
 
 pub mod catalog;
+pub mod events;
 pub mod tokens;
 pub mod webhooks;

@@ -9,7 +9,7 @@ use shared::domain::{ApiToken, ProjectCode, Timestamp, TokenId, TokenRecord};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, error_chain};
-use crate::{AppState, Store};
+use crate::{AppState, Queue, Store};
 
 #[derive(Debug, Serialize)]
 pub struct MintedToken {
@@ -20,8 +20,8 @@ pub struct MintedToken {
     pub created_at: Timestamp,
 }
 
-pub async fn mint<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn mint<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path(project): Path<String>,
 ) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
@@ -48,8 +48,8 @@ pub async fn mint<S: Store>(
     ))
 }
 
-pub async fn revoke<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn revoke<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::view::{WebhookList, WebhookView};
-use crate::{AppState, Store};
+use crate::{AppState, Queue, Store};
 
 const WEBHOOK: &str = "webhook";
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -27,8 +27,8 @@ fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(raw).ok_or_else(|| ApiError::not_found(WEBHOOK))
 }
 
-pub async fn create<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn create<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path(project): Path<String>,
     JsonBody(input): JsonBody<WebhookInput>,
@@ -87,8 +87,8 @@ fn decode_cursor(raw: &str) -> Option<WebhookId> {
     WebhookId::parse(std::str::from_utf8(&bytes).ok()?)
 }
 
-pub async fn list<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn list<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path(project): Path<String>,
     RawQuery(query): RawQuery,
@@ -106,8 +106,8 @@ pub async fn list<S: Store>(
     }))
 }
 
-pub async fn read<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn read<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Json<WebhookView>, ApiError> {
@@ -122,8 +122,8 @@ pub async fn read<S: Store>(
     Ok(Json(hook.into()))
 }
 
-pub async fn update<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn update<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path((project, id)): Path<(String, String)>,
     JsonBody(patch): JsonBody<WebhookPatch>,
@@ -140,8 +140,8 @@ pub async fn update<S: Store>(
     Ok(Json(hook.into()))
 }
 
-pub async fn delete<S: Store>(
-    State(state): State<AppState<S>>,
+pub async fn delete<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

@@ -1,0 +1,475 @@
+//! Events and their delivery (PRODUCT.md sections 5 and 6) as pure steps:
+//! build the envelope → (send) → classify the outcome → decide what to record.
+//! Only sending and recording touch the world; they live in the adapters.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::{EventName, FieldError, ProjectCode, Timestamp, Webhook, WebhookId};
+
+/// Largest envelope accepted for publishing. The SQS message carrying it adds
+/// a few hundred bytes and stays well inside the queue's 1 MiB limit.
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
+/// The version of [`DeliveryMessage`] this code writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+/// Response bodies are read at most this far, then dropped.
+pub const RESPONSE_BODY_CAP: usize = 1024;
+/// The default request deadline: connecting, sending and the response head.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The body of `POST /projects/{project}/events`, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishInput {
+    pub event_name: Option<String>,
+    pub payload: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub team_member_id: Option<i64>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+/// An event accepted for publishing.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: Uuid,
+    pub project: ProjectCode,
+    pub name: EventName,
+    /// Unix seconds when the event happened.
+    pub timestamp: i64,
+    pub payload: Box<RawValue>,
+    pub team_member_id: Option<i64>,
+}
+
+/// The JSON an endpoint receives, fields in Qase's order.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    event_name: EventName,
+    timestamp: i64,
+    payload: &'a RawValue,
+    team_member_id: Option<i64>,
+    project_code: &'a ProjectCode,
+}
+
+impl PublishInput {
+    /// Checks the fields; `now` fills a missing timestamp.
+    pub fn validate(self, project: ProjectCode, now: Timestamp) -> Result<Event, FieldError> {
+        let raw_name = self
+            .event_name
+            .ok_or_else(|| FieldError::new("event_name", "is required"))?;
+        let name = raw_name.parse::<EventName>().map_err(|_| {
+            FieldError::new(
+                "event_name",
+                format!("unknown event name {raw_name:?}; GET /event-types lists them"),
+            )
+        })?;
+        let payload = self
+            .payload
+            .ok_or_else(|| FieldError::new("payload", "is required"))?;
+        if !payload.get().trim_start().starts_with('{') {
+            return Err(FieldError::new("payload", "must be a JSON object"));
+        }
+        let timestamp = match self.timestamp {
+            Some(t) if t < 0 => {
+                return Err(FieldError::new("timestamp", "must be Unix seconds (>= 0)"));
+            }
+            Some(t) => t,
+            None => now.unix_seconds(),
+        };
+        Ok(Event {
+            id: Uuid::now_v7(),
+            project,
+            name,
+            timestamp,
+            payload,
+            team_member_id: self.team_member_id,
+        })
+    }
+}
+
+impl Event {
+    /// The exact bytes every subscribed endpoint receives.
+    pub fn envelope(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        let text = serde_json::to_string(&Envelope {
+            event_name: self.name,
+            timestamp: self.timestamp,
+            payload: &self.payload,
+            team_member_id: self.team_member_id,
+            project_code: &self.project,
+        })?;
+        RawValue::from_string(text)
+    }
+}
+
+/// One SQS message: one event for one webhook. It never holds the webhook's
+/// endpoint or secret; those are read at send time, so changes apply to
+/// messages already queued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryMessage {
+    pub v: u32,
+    pub delivery_id: Uuid,
+    pub event_id: Uuid,
+    pub project: ProjectCode,
+    pub webhook_id: WebhookId,
+    pub event_name: EventName,
+    /// Embedded verbatim: the bytes read back are the bytes written.
+    pub envelope: Box<RawValue>,
+}
+
+/// A queue message this code cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a delivery message")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unsupported message version {0}")]
+    Version(u32),
+}
+
+impl DeliveryMessage {
+    pub fn new(event: &Event, webhook_id: WebhookId, envelope: Box<RawValue>) -> Self {
+        Self {
+            v: MESSAGE_VERSION,
+            delivery_id: Uuid::now_v7(),
+            event_id: event.id,
+            project: event.project.clone(),
+            webhook_id,
+            event_name: event.name,
+            envelope,
+        }
+    }
+
+    pub fn decode(body: &str) -> Result<Self, DecodeError> {
+        let message: Self = serde_json::from_str(body)?;
+        if message.v != MESSAGE_VERSION {
+            return Err(DecodeError::Version(message.v));
+        }
+        Ok(message)
+    }
+
+    pub fn encode(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+/// Why a queued delivery is acknowledged without a POST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Deleted,
+    Disabled,
+    Unsubscribed,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Deleted => "skipped: webhook deleted",
+            Skip::Disabled => "skipped: webhook disabled",
+            Skip::Unsubscribed => "skipped: not subscribed",
+        }
+    }
+}
+
+/// Whether a queued message is still to be sent (section 6: a disabled or
+/// deleted webhook receives nothing, even for messages already queued).
+pub fn eligible(webhook: Option<&Webhook>, event: EventName) -> Result<&Webhook, Skip> {
+    let webhook = webhook.ok_or(Skip::Deleted)?;
+    if !webhook.enabled {
+        Err(Skip::Disabled)
+    } else if !webhook.subscribes_to(event) {
+        Err(Skip::Unsubscribed)
+    } else {
+        Ok(webhook)
+    }
+}
+
+/// Why a POST failed, in the short form recorded as `last_failure_reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    Timeout(Duration),
+    Status(u16),
+    ConnectionRefused,
+    BlockedAddress,
+    Dns,
+    Tls,
+    Connection,
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureReason::Timeout(d) if d.subsec_millis() == 0 => {
+                write!(f, "timeout after {}s", d.as_secs())
+            }
+            FailureReason::Timeout(d) => write!(f, "timeout after {}ms", d.as_millis()),
+            FailureReason::Status(code) if (300..400).contains(code) => {
+                write!(f, "HTTP {code} (redirects are not followed)")
+            }
+            FailureReason::Status(code) => write!(f, "HTTP {code}"),
+            FailureReason::ConnectionRefused => f.write_str("connection refused"),
+            FailureReason::BlockedAddress => f.write_str("blocked address"),
+            FailureReason::Dns => f.write_str("DNS lookup failed"),
+            FailureReason::Tls => f.write_str("TLS error"),
+            FailureReason::Connection => f.write_str("connection failed"),
+        }
+    }
+}
+
+/// What came of one POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered { status: u16 },
+    Failed { reason: FailureReason },
+}
+
+impl Outcome {
+    /// Any 2xx is success; everything else, redirects included, is a failure.
+    pub fn from_status(status: u16) -> Self {
+        if (200..300).contains(&status) {
+            Outcome::Delivered { status }
+        } else {
+            Outcome::Failed {
+                reason: FailureReason::Status(status),
+            }
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Outcome::Delivered { status }
+            | Outcome::Failed {
+                reason: FailureReason::Status(status),
+            } => Some(*status),
+            Outcome::Failed { .. } => None,
+        }
+    }
+}
+
+/// What to write on the webhook after a POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A success on a healthy webhook writes nothing.
+    Nothing,
+    /// A success after failures clears the failure state.
+    Recovered,
+    Failure {
+        at: Timestamp,
+        reason: String,
+    },
+}
+
+pub fn decide(webhook: &Webhook, outcome: &Outcome, now: Timestamp) -> Record {
+    match outcome {
+        Outcome::Delivered { .. } if webhook.failing_since.is_none() => Record::Nothing,
+        Outcome::Delivered { .. } => Record::Recovered,
+        Outcome::Failed { reason } => Record::Failure {
+            at: now,
+            reason: reason.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::{WebhookId, WebhookInput};
+
+    fn project() -> ProjectCode {
+        ProjectCode::parse("ID").unwrap()
+    }
+
+    fn input(json: &str) -> PublishInput {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn webhook() -> Webhook {
+        WebhookInput {
+            title: Some("t".into()),
+            endpoint: Some("https://example.com/".into()),
+            events: Some(vec!["run.completed".into()]),
+            ..WebhookInput::default()
+        }
+        .validate(&Default::default())
+        .unwrap()
+        .into_webhook(WebhookId::generate(), project(), Timestamp::now())
+    }
+
+    #[test]
+    fn envelope_matches_the_qase_example_byte_for_byte() {
+        let event = input(
+            r#"{"event_name":"run.completed","timestamp":1650540194,"payload":{"id":2,"cases":14,"passed":0,"failed":0,"blocked":0,"duration":0},"team_member_id":40}"#,
+        )
+        .validate(project(), Timestamp::now())
+        .unwrap();
+        let fixture = r#"{"event_name":"run.completed","timestamp":1650540194,"payload":{"id":2,"cases":14,"passed":0,"failed":0,"blocked":0,"duration":0},"team_member_id":40,"project_code":"ID"}"#;
+        assert_eq!(event.envelope().unwrap().get(), fixture);
+    }
+
+    #[test]
+    fn publish_defaults_timestamp_and_keeps_payload_bytes() {
+        let now = Timestamp::parse("2026-11-28T10:00:00Z").unwrap();
+        let event = input(r#"{"event_name":"case.created","payload":{ "b" : 1,"a":[ ] }}"#)
+            .validate(project(), now)
+            .unwrap();
+        assert_eq!(event.timestamp, now.unix_seconds());
+        assert_eq!(
+            event.envelope().unwrap().get(),
+            format!(
+                r#"{{"event_name":"case.created","timestamp":{},"payload":{{ "b" : 1,"a":[ ] }},"team_member_id":null,"project_code":"ID"}}"#,
+                now.unix_seconds()
+            )
+        );
+    }
+
+    #[test]
+    fn publish_validation_names_the_field() {
+        for (json, field) in [
+            (r#"{"payload":{}}"#, "event_name"),
+            (
+                r#"{"event_name":"run.exploded","payload":{}}"#,
+                "event_name",
+            ),
+            (r#"{"event_name":"run.completed"}"#, "payload"),
+            (r#"{"event_name":"run.completed","payload":[1]}"#, "payload"),
+            (r#"{"event_name":"run.completed","payload":"x"}"#, "payload"),
+            (
+                r#"{"event_name":"run.completed","payload":{},"timestamp":-1}"#,
+                "timestamp",
+            ),
+        ] {
+            let err = input(json)
+                .validate(project(), Timestamp::now())
+                .unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn message_round_trips_with_the_exact_envelope() {
+        let event = input(
+            r#"{"event_name":"defect.created","payload":{"x": "é\"q"},"team_member_id":null}"#,
+        )
+        .validate(project(), Timestamp::now())
+        .unwrap();
+        let envelope = event.envelope().unwrap();
+        let message = DeliveryMessage::new(&event, WebhookId::generate(), envelope.clone());
+        let decoded = DeliveryMessage::decode(&message.encode().unwrap()).unwrap();
+        assert_eq!(decoded.envelope.get(), envelope.get());
+        assert_eq!(decoded.delivery_id, message.delivery_id);
+        let text = message.encode().unwrap();
+        assert!(!text.contains("endpoint") && !text.contains("secret"));
+    }
+
+    #[test]
+    fn decode_refuses_garbage_and_other_versions() {
+        assert!(matches!(
+            DeliveryMessage::decode("not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            DeliveryMessage::decode("{}"),
+            Err(DecodeError::Malformed(_))
+        ));
+        let event = input(r#"{"event_name":"run.started","payload":{}}"#)
+            .validate(project(), Timestamp::now())
+            .unwrap();
+        let mut message =
+            DeliveryMessage::new(&event, WebhookId::generate(), event.envelope().unwrap());
+        message.v = 2;
+        assert!(matches!(
+            DeliveryMessage::decode(&message.encode().unwrap()),
+            Err(DecodeError::Version(2))
+        ));
+    }
+
+    #[test]
+    fn eligibility_skips_deleted_disabled_and_unsubscribed() {
+        let mut hook = webhook();
+        assert_eq!(
+            eligible(None, EventName::RunCompleted).unwrap_err(),
+            Skip::Deleted
+        );
+        assert!(eligible(Some(&hook), EventName::RunCompleted).is_ok());
+        assert_eq!(
+            eligible(Some(&hook), EventName::CaseCreated).unwrap_err(),
+            Skip::Unsubscribed
+        );
+        hook.enabled = false;
+        assert_eq!(
+            eligible(Some(&hook), EventName::RunCompleted).unwrap_err(),
+            Skip::Disabled
+        );
+        hook.events = BTreeSet::new();
+        assert_eq!(
+            eligible(Some(&hook), EventName::RunCompleted).unwrap_err(),
+            Skip::Disabled
+        );
+    }
+
+    #[test]
+    fn only_2xx_is_success() {
+        for ok in [200, 201, 204, 299] {
+            assert_eq!(Outcome::from_status(ok), Outcome::Delivered { status: ok });
+        }
+        for bad in [100, 199, 301, 302, 304, 400, 404, 500, 503] {
+            assert!(
+                matches!(Outcome::from_status(bad), Outcome::Failed { .. }),
+                "{bad}"
+            );
+            assert_eq!(Outcome::from_status(bad).status(), Some(bad));
+        }
+    }
+
+    #[test]
+    fn failure_reasons_are_short() {
+        assert_eq!(
+            FailureReason::Timeout(Duration::from_secs(15)).to_string(),
+            "timeout after 15s"
+        );
+        assert_eq!(
+            FailureReason::Timeout(Duration::from_millis(1500)).to_string(),
+            "timeout after 1500ms"
+        );
+        assert_eq!(FailureReason::Status(503).to_string(), "HTTP 503");
+        assert_eq!(
+            FailureReason::Status(302).to_string(),
+            "HTTP 302 (redirects are not followed)"
+        );
+        assert_eq!(
+            FailureReason::ConnectionRefused.to_string(),
+            "connection refused"
+        );
+        assert_eq!(FailureReason::BlockedAddress.to_string(), "blocked address");
+    }
+
+    #[test]
+    fn decide_writes_only_when_state_changes() {
+        let now = Timestamp::now();
+        let mut hook = webhook();
+        let ok = Outcome::Delivered { status: 200 };
+        let failed = Outcome::Failed {
+            reason: FailureReason::Status(500),
+        };
+        assert_eq!(decide(&hook, &ok, now), Record::Nothing);
+        assert_eq!(
+            decide(&hook, &failed, now),
+            Record::Failure {
+                at: now,
+                reason: "HTTP 500".into()
+            }
+        );
+        hook.failing_since = Some(now);
+        assert_eq!(decide(&hook, &ok, now), Record::Recovered);
+    }
+
+    #[test]
+    fn the_default_deadline_is_15_seconds() {
+        assert_eq!(DEFAULT_DEADLINE, Duration::from_secs(15));
+    }
+}

@@ -1,0 +1,152 @@
+//! What delivery costs in AWS calls, counted on real clients against the
+//! emulator: a healthy batch of 10 is one read and no write; publishing to N
+//! webhooks is ceil(N/10) `SendMessageBatch` calls.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use config_api::{AdminToken, AppState};
+use integration_tests::api::{ADMIN, Api};
+use integration_tests::counting::{counting_queue, counting_store};
+use integration_tests::receiver::Receiver;
+use integration_tests::stack::{Stack, loopback_policy, loopback_rules};
+use sender::Sender;
+use sender::poller::poll_once;
+use serde_json::json;
+use shared::adapters::HttpPoster;
+use shared::domain::ApiToken;
+
+#[tokio::test]
+async fn publishing_to_n_webhooks_costs_ceil_n_over_10_send_message_batch_calls() {
+    let stack = Stack::start().await;
+    let (queue, sqs_calls) = counting_queue(&stack.api.queue_url).await;
+    let api = Api {
+        router: config_api::router(AppState::new(
+            stack.api.store.clone(),
+            queue,
+            AdminToken::new(&ApiToken::presented(ADMIN)),
+            loopback_rules(),
+        )),
+        ..stack.api.clone()
+    };
+    let mut created = 0;
+    for (n, expected_calls) in [(1, 1), (10, 1), (11, 2), (25, 3), (100, 10)] {
+        while created < n {
+            stack
+                .webhook("N", "http://127.0.0.1:9/x", &["run.completed"], None)
+                .await;
+            created += 1;
+        }
+        sqs_calls.reset();
+        let reply = api
+            .admin(
+                "POST",
+                "/projects/N/events",
+                Some(json!({"event_name": "run.completed", "payload": {}})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        assert_eq!(reply.body["deliveries"], n);
+        assert_eq!(sqs_calls.get("SendMessageBatch"), expected_calls, "N = {n}");
+        assert_eq!(
+            sqs_calls.all().len(),
+            1,
+            "no other SQS call: {:?}",
+            sqs_calls.all()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_batch_of_10_costs_one_batch_get_item_and_no_write() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    for i in 0..10 {
+        stack
+            .webhook("H", &rx.url(&format!("/ok/{i}")), &["run.completed"], None)
+            .await;
+    }
+    stack
+        .api
+        .admin(
+            "POST",
+            "/projects/H/events",
+            Some(json!({"event_name": "run.completed", "payload": {}})),
+        )
+        .await;
+    let (store, dynamo_calls) = counting_store(stack.api.store.table()).await;
+    let sender = Sender::new(
+        store,
+        HttpPoster::new(loopback_policy(), Duration::from_secs(2)).unwrap(),
+        10,
+    );
+    let poll = poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)
+        .await
+        .unwrap();
+    assert_eq!(poll.received, 10);
+    assert_eq!(rx.received().len(), 10);
+    assert_eq!(dynamo_calls.get("BatchGetItem"), 1);
+    assert_eq!(
+        dynamo_calls.all().len(),
+        1,
+        "no write for healthy webhooks: {:?}",
+        dynamo_calls.all()
+    );
+
+    // A failing one costs exactly one conditional write more.
+    let failing = stack
+        .webhook("H", &rx.url("/down?status=503"), &["run.completed"], None)
+        .await;
+    stack
+        .api
+        .admin(
+            "POST",
+            "/projects/H/events",
+            Some(json!({"event_name": "run.completed", "payload": {}})),
+        )
+        .await;
+    dynamo_calls.reset();
+    let mut delivered = 0;
+    while delivered < 11 {
+        delivered += poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)
+            .await
+            .unwrap()
+            .received;
+    }
+    assert_eq!(dynamo_calls.get("UpdateItem"), 1);
+    assert_eq!(
+        stack.get("H", &failing).await["last_failure_reason"],
+        "HTTP 503"
+    );
+}
+
+#[tokio::test]
+async fn when_sqs_refuses_the_answer_says_nothing_was_queued() {
+    let stack = Stack::start().await;
+    stack
+        .webhook("S", "http://127.0.0.1:9/x", &["run.completed"], None)
+        .await;
+    let (queue, _) = counting_queue(&format!("{}-deleted", stack.api.queue_url)).await;
+    let api = Api {
+        router: config_api::router(AppState::new(
+            stack.api.store.clone(),
+            queue,
+            AdminToken::new(&ApiToken::presented(ADMIN)),
+            loopback_rules(),
+        )),
+        ..stack.api.clone()
+    };
+    let reply = api
+        .admin(
+            "POST",
+            "/projects/S/events",
+            Some(json!({"event_name": "run.completed", "payload": {}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.error_code(), "enqueue_failed");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("0 of 1"), "{message}");
+}
