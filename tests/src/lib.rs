@@ -20,7 +20,7 @@ pub struct Emulator {
     _stdin: ChildStdin,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")
@@ -159,12 +159,17 @@ pub mod api {
         }
 
         pub async fn with_rules(rules: EndpointRules) -> Self {
+            Self::with_admin(rules, ADMIN).await
+        }
+
+        /// With another admin token, e.g. the one in the `events/` samples.
+        pub async fn with_admin(rules: EndpointRules, admin: &str) -> Self {
             let store = super::fresh_store().await;
             let queue_url = super::fresh_queue().await;
             let config = ApiConfig {
                 table_name: store.table().to_owned(),
                 queue_url: queue_url.clone(),
-                admin_token: AdminTokenSource::Plain(ApiToken::presented(ADMIN)),
+                admin_token: AdminTokenSource::Plain(ApiToken::presented(admin)),
                 endpoint_rules: rules,
             };
             let router = config_api::app(&super::sdk_config().await, config)

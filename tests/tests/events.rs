@@ -1,0 +1,104 @@
+//! Every sample in `events/` (the files `sam local invoke -e` takes) runs
+//! through its handler here, so none can rot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use axum::http::StatusCode;
+use integration_tests::api::Api;
+use integration_tests::receiver::Receiver;
+use integration_tests::stack::{Stack, loopback_rules};
+use integration_tests::workspace_root;
+use serde_json::Value;
+use shared::domain::{ProjectCode, Timestamp, WebhookId, WebhookInput};
+use shared::ports::WebhookStore;
+
+/// The admin token the API samples carry.
+const SAMPLE_TOKEN: &str = "replace-with-your-admin-token";
+
+/// Each sample and the status its handler answers, in the order they run.
+const API_SAMPLES: [(&str, StatusCode); 4] = [
+    ("api-create-webhook.json", StatusCode::CREATED),
+    ("api-list-webhooks.json", StatusCode::OK),
+    ("api-event-types.json", StatusCode::OK),
+    ("api-publish-event.json", StatusCode::ACCEPTED),
+];
+const SQS_SAMPLES: [&str; 1] = ["sqs-delivery.json"];
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(workspace_root().join("events").join(name)).unwrap()
+}
+
+#[test]
+fn every_sample_is_run_by_a_test_here() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(workspace_root().join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let covered: BTreeSet<String> = API_SAMPLES
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .chain(SQS_SAMPLES.iter().map(|n| n.to_string()))
+        .collect();
+    assert_eq!(on_disk, covered);
+}
+
+#[tokio::test]
+async fn api_gateway_samples_run_through_the_config_api() {
+    let api = Api::with_admin(loopback_rules(), SAMPLE_TOKEN).await;
+    for (name, expected) in API_SAMPLES {
+        let request = lambda_http::request::from_str(&sample(name)).unwrap();
+        let reply = api
+            .send(request.map(|body| axum::body::Body::from(body.to_vec())))
+            .await;
+        assert_eq!(reply.status, expected, "{name}: {}", reply.text);
+        if name == "api-publish-event.json" {
+            assert_eq!(
+                reply.body["deliveries"], 1,
+                "the sample webhook subscribes to run.completed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sqs_sample_delivers_its_envelope() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let event: SqsEvent = serde_json::from_str(&sample("sqs-delivery.json")).unwrap();
+    let sample_body = event.records[0].body.clone().unwrap();
+    let body: Value = serde_json::from_str(&sample_body).unwrap();
+    // The webhook the sample names, pointing at the test's receiver.
+    let hook = WebhookInput {
+        title: Some("sample".into()),
+        endpoint: Some(rx.url("/sample")),
+        events: Some(vec!["run.completed".into()]),
+        ..WebhookInput::default()
+    }
+    .validate(&loopback_rules())
+    .unwrap()
+    .into_webhook(
+        WebhookId::parse(body["webhook_id"].as_str().unwrap()).unwrap(),
+        ProjectCode::parse(body["project"].as_str().unwrap()).unwrap(),
+        Timestamp::now(),
+    );
+    stack.api.store.create(&hook).await.unwrap();
+
+    let event_body = &sample_body;
+    let response = stack.sender.handle(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let got = rx.at("/sample");
+    assert_eq!(got.len(), 1);
+    let message = shared::domain::DeliveryMessage::decode(event_body).unwrap();
+    assert_eq!(
+        got[0].body,
+        message.envelope.get(),
+        "the envelope, byte for byte"
+    );
+    assert_eq!(
+        got[0].header("x-qase-delivery-id"),
+        body["delivery_id"].as_str()
+    );
+}
