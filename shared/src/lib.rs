@@ -10,3 +10,15 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod ports;
+
+/// An error and its sources on one line, for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use crate::domain::{
-    ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId,
+    Mail, ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges,
+    WebhookId,
 };
 
 /// Why a storage call did not do what was asked.
@@ -111,11 +112,13 @@ pub trait DeliveryStore: Send + Sync {
     /// Records a failed delivery: keeps the first `failing_since`, sets the
     /// last failure, counts it, and files the webhook in the sweeper's index.
     /// Does nothing if the webhook was deleted or disabled meanwhile.
+    /// With `due_now`, files it as due for disabling at the next sweep.
     fn record_failure(
         &self,
         webhook: &Webhook,
         at: Timestamp,
         reason: &str,
+        due_now: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Clears the failure state after a success.
@@ -142,4 +145,67 @@ pub trait DeliveryQueue: Send + Sync {
         &self,
         bodies: Vec<String>,
     ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
+}
+
+/// Items found, and how many items the store read to find them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found<T> {
+    pub items: Vec<T>,
+    pub read: usize,
+}
+
+/// What the sweeper needs: the due webhooks, conditional disabling, and the
+/// bookkeeping that makes each auto-disable send exactly one e-mail.
+pub trait SweepStore: Send + Sync {
+    /// Enabled webhooks failing since before `cutoff`, and those the sender
+    /// marked due at once; read from the sparse index, never by a scan.
+    fn due(
+        &self,
+        cutoff: Timestamp,
+    ) -> impl Future<Output = Result<Found<Webhook>, StoreError>> + Send;
+
+    /// Disables the webhook if it is still enabled and still failing since
+    /// the time it was read with, and marks its e-mail pending; answers the
+    /// disabled webhook. `None` when a success or a re-enable won the race.
+    fn disable(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+    ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
+
+    /// Disabled webhooks whose e-mail is not sent yet.
+    fn pending_notices(&self) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;
+
+    /// Takes the pending e-mail for this sweep, unless another sweep holds a
+    /// claim made after `stale_before`. `false` when it is taken or sent.
+    fn claim_notice(
+        &self,
+        webhook: &Webhook,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The e-mail went out: the notice is done.
+    fn notice_sent(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The e-mail did not go out: leave it pending for the next sweep.
+    fn release_notice(
+        &self,
+        webhook: &Webhook,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The mail service refused or could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("e-mail not sent")]
+pub struct MailError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Sending e-mail.
+pub trait Mailer: Send + Sync {
+    fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), MailError>> + Send;
 }

@@ -83,6 +83,7 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 pub mod counting;
+pub mod mail;
 pub mod receiver;
 
 /// A new, empty queue with a unique name; answers its URL.

@@ -26,6 +26,7 @@ const API_SAMPLES: [(&str, StatusCode); 4] = [
     ("api-publish-event.json", StatusCode::ACCEPTED),
 ];
 const SQS_SAMPLES: [&str; 1] = ["sqs-delivery.json"];
+const SCHEDULED_SAMPLES: [&str; 1] = ["scheduled-sweep.json"];
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(workspace_root().join("events").join(name)).unwrap()
@@ -40,7 +41,12 @@ fn every_sample_is_run_by_a_test_here() {
     let covered: BTreeSet<String> = API_SAMPLES
         .iter()
         .map(|(name, _)| name.to_string())
-        .chain(SQS_SAMPLES.iter().map(|n| n.to_string()))
+        .chain(
+            SQS_SAMPLES
+                .iter()
+                .chain(&SCHEDULED_SAMPLES)
+                .map(|n| n.to_string()),
+        )
         .collect();
     assert_eq!(on_disk, covered);
 }
@@ -101,4 +107,50 @@ async fn the_sqs_sample_delivers_its_envelope() {
         got[0].header("x-qase-delivery-id"),
         body["delivery_id"].as_str()
     );
+}
+
+#[tokio::test]
+async fn the_scheduled_sample_sweeps_as_of_its_time() {
+    use shared::ports::DeliveryStore;
+
+    let stack = Stack::start().await;
+    let event: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
+        serde_json::from_str(&sample(SCHEDULED_SAMPLES[0])).unwrap();
+    let time = Timestamp::from(event.time.unwrap());
+    let owner = integration_tests::mail::unique_address("owner");
+    let mut body = integration_tests::api::webhook_body("sample");
+    body["notify_emails"] = serde_json::json!([owner]);
+    let created = stack.api.create_webhook("DEMO", body).await;
+    let project = ProjectCode::parse("DEMO").unwrap();
+    let id = WebhookId::parse(created["id"].as_str().unwrap()).unwrap();
+    let hook = stack.api.store.get(&project, id).await.unwrap().unwrap();
+    // Failing since three days before the sample's time.
+    let since = Timestamp::from(time.as_datetime() - chrono::Duration::days(3));
+    stack
+        .api
+        .store
+        .record_failure(&hook, since, "HTTP 503", false)
+        .await
+        .unwrap();
+
+    let sweeper = sweeper::Sweeper::new(
+        stack.api.store.clone(),
+        shared::adapters::SesMailer::from_sdk(&integration_tests::sdk_config().await),
+        shared::domain::notice::DEFAULT_WINDOW,
+        shared::domain::NoticeSettings {
+            from: integration_tests::mail::verified_sender().await,
+            default_to: owner.clone(),
+            ..Default::default()
+        },
+    );
+    let stop_at = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let report = sweeper.handle(&event, stop_at).await.unwrap();
+    assert_eq!((report.disabled, report.mailed), (1, 1));
+    let after = stack.get("DEMO", &id.to_string()).await;
+    assert_eq!(
+        after["disabled_at"],
+        time.to_string(),
+        "the sweep ran as of the event's time"
+    );
+    assert_eq!(integration_tests::mail::sent_to(&owner).await.len(), 1);
 }

@@ -122,17 +122,7 @@ impl ApiError {
     }
 }
 
-/// An error and its sources on one line, for logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use shared::error_chain;
 
 impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> Self {

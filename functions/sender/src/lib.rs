@@ -32,6 +32,8 @@ pub struct SenderConfig {
     pub concurrency: usize,
     /// `ENDPOINT_ALLOW_CIDRS`, empty (off) by default.
     pub addresses: AddressPolicy,
+    /// `DISABLE_ON_TIMEOUT`, default false.
+    pub disable_on_timeout: bool,
 }
 
 impl SenderConfig {
@@ -41,6 +43,7 @@ impl SenderConfig {
             deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
             concurrency: env.count("SENDER_CONCURRENCY", DEFAULT_CONCURRENCY)?,
             addresses: AddressPolicy::with_allow_list(env.cidrs("ENDPOINT_ALLOW_CIDRS")?),
+            disable_on_timeout: env.flag("DISABLE_ON_TIMEOUT", false)?,
         })
     }
 }
@@ -60,6 +63,7 @@ pub struct Sender<S> {
     store: S,
     http: HttpPoster,
     concurrency: usize,
+    disable_on_timeout: bool,
 }
 
 impl<S: DeliveryStore> Sender<S> {
@@ -68,7 +72,14 @@ impl<S: DeliveryStore> Sender<S> {
             store,
             http,
             concurrency: concurrency.max(1),
+            disable_on_timeout: false,
         }
+    }
+
+    /// Makes a timeout mark the webhook due for disabling at the next sweep.
+    pub fn disable_on_timeout(mut self, on: bool) -> Self {
+        self.disable_on_timeout = on;
+        self
     }
 
     /// Handles one SQS batch; answers the records SQS should deliver again.
@@ -141,10 +152,18 @@ impl<S: DeliveryStore> Sender<S> {
             .post(&webhook.endpoint, message, webhook.secret.as_ref())
             .await;
         let latency_ms = started.elapsed().as_millis() as u64;
-        let recorded = match decide(webhook, &outcome, Timestamp::now()) {
+        let recorded = match decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout) {
             Record::Nothing => Ok(()),
             Record::Recovered => self.store.record_recovery(webhook).await,
-            Record::Failure { at, reason } => self.store.record_failure(webhook, at, &reason).await,
+            Record::Failure {
+                at,
+                reason,
+                due_now,
+            } => {
+                self.store
+                    .record_failure(webhook, at, &reason, due_now)
+                    .await
+            }
         };
         if let Err(err) = recorded {
             tracing::error!(delivery_id = %message.delivery_id, webhook_id = %webhook.id, error = %err, "could not record the outcome");
@@ -195,5 +214,6 @@ mod tests {
         assert_eq!(config.deadline, Duration::from_secs(15));
         assert_eq!(config.concurrency, 10);
         assert_eq!(config.addresses, AddressPolicy::public_only());
+        assert!(!config.disable_on_timeout);
     }
 }

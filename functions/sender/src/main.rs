@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         DynamoStore::from_sdk(&sdk, config.table_name),
         http,
         config.concurrency,
-    );
+    )
+    .disable_on_timeout(config.disable_on_timeout);
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(sender.handle(event.payload).await)

@@ -7,9 +7,11 @@
 //! | token           | `TOKEN#<id>`      | `TOKEN`         | the id is a prefix of the token's SHA-256: one GetItem per request |
 //!
 //! The sparse global secondary index `failing` has partition key
-//! `failing_pk` and sort key `failing_since`. Only enabled webhooks that are
-//! failing carry `failing_pk`, so "failing since before T" is one Query
-//! over exactly those webhooks, never a Scan of the table.
+//! `failing_pk` and sort key `failing_since`. Only webhooks the sweeper has
+//! work for carry `failing_pk`: `FAILING` (enabled and failing), `DUE`
+//! (marked due at once by the sender) and `NOTICE` (auto-disabled, e-mail
+//! pending). "Failing since before T" is one Query over exactly those
+//! webhooks, never a Scan of the table.
 
 use std::collections::HashMap;
 
@@ -27,15 +29,23 @@ use crate::domain::{
     MAX_WEBHOOKS_PER_PROJECT, ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook,
     WebhookChanges, WebhookId,
 };
-use crate::ports::{DeliveryStore, Page, StoreError, TokenStore, WebhookKey, WebhookStore};
+use crate::ports::{
+    DeliveryStore, Found, Page, StoreError, SweepStore, TokenStore, WebhookKey, WebhookStore,
+};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const FAILING_INDEX: &str = "failing";
 pub const FAILING_PK: &str = "failing_pk";
 pub const FAILING_SK: &str = "failing_since";
-/// The one value of `failing_pk`.
+/// `failing_pk` of an enabled webhook that is failing.
 pub const FAILING_PARTITION: &str = "FAILING";
+/// `failing_pk` of a webhook the sender marked due for disabling at once.
+pub const DUE_PARTITION: &str = "DUE";
+/// `failing_pk` of an auto-disabled webhook whose e-mail is not sent yet.
+pub const NOTICE_PARTITION: &str = "NOTICE";
+const NOTICE_CLAIMED_AT: &str = "notice_claimed_at";
+const NOTICE_SENT_AT: &str = "notice_sent_at";
 
 const COUNTER_SK: &str = "PROJECT";
 const TOKEN_SK: &str = "TOKEN";
@@ -284,7 +294,7 @@ impl Update {
 }
 
 /// The fields that make up the failure state, cleared on re-enable.
-const FAILURE_STATE: [&str; 7] = [
+const FAILURE_STATE: [&str; 9] = [
     "failing_since",
     "last_failure_at",
     "last_failure_reason",
@@ -292,6 +302,8 @@ const FAILURE_STATE: [&str; 7] = [
     "disabled_at",
     "disabled_reason",
     FAILING_PK,
+    NOTICE_CLAIMED_AT,
+    NOTICE_SENT_AT,
 ];
 
 fn changes_update(changes: &WebhookChanges, now: Timestamp) -> Result<Update, StoreError> {
@@ -649,12 +661,23 @@ impl DeliveryStore for DynamoStore {
         webhook: &Webhook,
         at: Timestamp,
         reason: &str,
+        due_now: bool,
     ) -> Result<(), StoreError> {
         let mut update = Update::default();
+        if due_now {
+            update.set(FAILING_PK, s(DUE_PARTITION));
+        } else {
+            // A webhook already marked due stays due.
+            update
+                .set_expr(
+                    FAILING_PK,
+                    &format!("if_not_exists(#{FAILING_PK}, :failing)"),
+                )
+                .value(":failing", s(FAILING_PARTITION));
+        }
         update
             .set("last_failure_at", to_value(&at)?)
             .set("last_failure_reason", s(reason))
-            .set(FAILING_PK, s(FAILING_PARTITION))
             // The first failure since the last success is kept.
             .set_expr(FAILING_SK, &format!("if_not_exists(#{FAILING_SK}, :at)"))
             .set_expr(
@@ -686,6 +709,144 @@ impl DeliveryStore for DynamoStore {
         self.update_webhook(&webhook.project, webhook.id, update, None)
             .await
             .map(drop)
+    }
+}
+
+impl DynamoStore {
+    /// Every item of one partition of the `failing` index, following
+    /// pagination; `before` bounds the sort key. Answers how many it read.
+    async fn query_failing(
+        &self,
+        partition: &str,
+        before: Option<Timestamp>,
+    ) -> Result<Found<Webhook>, StoreError> {
+        let mut found = Found {
+            items: Vec::new(),
+            read: 0,
+        };
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FAILING_INDEX)
+                .expression_attribute_names("#pk", FAILING_PK)
+                .expression_attribute_values(":pk", s(partition))
+                .set_exclusive_start_key(start.take());
+            query = match before {
+                Some(before) => query
+                    .key_condition_expression("#pk = :pk AND #since < :before")
+                    .expression_attribute_names("#since", FAILING_SK)
+                    .expression_attribute_values(":before", to_value(&before)?),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            let out = query.send().await.map_err(unavailable)?;
+            found.read += usize::try_from(out.scanned_count).unwrap_or_default();
+            for item in out.items.unwrap_or_default() {
+                found.items.push(from_webhook_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// An update of the notice bookkeeping, only while the notice is pending.
+    async fn update_notice(
+        &self,
+        webhook: &Webhook,
+        mut update: Update,
+        extra: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        update
+            .names
+            .insert(format!("#{FAILING_PK}"), FAILING_PK.to_owned());
+        update.value(":notice", s(NOTICE_PARTITION));
+        let condition = match extra {
+            Some(extra) => format!("#{FAILING_PK} = :notice AND ({extra})"),
+            None => format!("#{FAILING_PK} = :notice"),
+        };
+        self.update_webhook(&webhook.project, webhook.id, update, Some(&condition))
+            .await
+            .map(|hook| hook.is_some())
+    }
+}
+
+impl SweepStore for DynamoStore {
+    async fn due(&self, cutoff: Timestamp) -> Result<Found<Webhook>, StoreError> {
+        let mut found = self.query_failing(FAILING_PARTITION, Some(cutoff)).await?;
+        let due = self.query_failing(DUE_PARTITION, None).await?;
+        found.items.extend(due.items);
+        found.read += due.read;
+        Ok(found)
+    }
+
+    async fn disable(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let Some(since) = webhook.failing_since else {
+            return Ok(None);
+        };
+        let mut update = Update::default();
+        update
+            .set("enabled", AttributeValue::Bool(false))
+            .set("disabled_at", to_value(&at)?)
+            .set("disabled_reason", s(reason))
+            .set("updated_at", to_value(&at)?)
+            .set(FAILING_PK, s(NOTICE_PARTITION))
+            .remove(NOTICE_CLAIMED_AT)
+            .remove(NOTICE_SENT_AT)
+            .value(":on", AttributeValue::Bool(true))
+            .value(":since", to_value(&since)?)
+            .value(":failing", s(FAILING_PARTITION))
+            .value(":due", s(DUE_PARTITION));
+        update
+            .names
+            .insert(format!("#{FAILING_SK}"), FAILING_SK.to_owned());
+        let condition = format!(
+            "#enabled = :on AND #{FAILING_SK} = :since AND #{FAILING_PK} IN (:failing, :due)"
+        );
+        self.update_webhook(&webhook.project, webhook.id, update, Some(&condition))
+            .await
+    }
+
+    async fn pending_notices(&self) -> Result<Vec<Webhook>, StoreError> {
+        Ok(self.query_failing(NOTICE_PARTITION, None).await?.items)
+    }
+
+    async fn claim_notice(
+        &self,
+        webhook: &Webhook,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut update = Update::default();
+        update
+            .set(NOTICE_CLAIMED_AT, to_value(&now)?)
+            .value(":stale", to_value(&stale_before)?);
+        let free =
+            format!("attribute_not_exists(#{NOTICE_CLAIMED_AT}) OR #{NOTICE_CLAIMED_AT} < :stale");
+        self.update_notice(webhook, update, Some(&free)).await
+    }
+
+    async fn notice_sent(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        update
+            .set(NOTICE_SENT_AT, to_value(&at)?)
+            .remove(NOTICE_CLAIMED_AT)
+            .remove(FAILING_PK);
+        self.update_notice(webhook, update, None).await.map(drop)
+    }
+
+    async fn release_notice(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        update.remove(NOTICE_CLAIMED_AT);
+        self.update_notice(webhook, update, None).await.map(drop)
     }
 }
 

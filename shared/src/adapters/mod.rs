@@ -7,8 +7,10 @@
 pub mod dynamo;
 pub mod http;
 pub mod secrets;
+pub mod ses;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use http::HttpPoster;
+pub use ses::SesMailer;
 pub use sqs::SqsQueue;

@@ -256,19 +256,31 @@ pub enum Record {
     Nothing,
     /// A success after failures clears the failure state.
     Recovered,
+    /// A failure; `due_now` asks the sweeper to disable the webhook at its
+    /// next run instead of after the window.
     Failure {
         at: Timestamp,
         reason: String,
+        due_now: bool,
     },
 }
 
-pub fn decide(webhook: &Webhook, outcome: &Outcome, now: Timestamp) -> Record {
+/// What to record for `outcome`. With `disable_on_timeout`, a timeout makes
+/// the webhook due for disabling at once (the literal reading of "does not
+/// respond within 15 seconds").
+pub fn decide(
+    webhook: &Webhook,
+    outcome: &Outcome,
+    now: Timestamp,
+    disable_on_timeout: bool,
+) -> Record {
     match outcome {
         Outcome::Delivered { .. } if webhook.failing_since.is_none() => Record::Nothing,
         Outcome::Delivered { .. } => Record::Recovered,
         Outcome::Failed { reason } => Record::Failure {
             at: now,
             reason: reason.to_string(),
+            due_now: disable_on_timeout && matches!(reason, FailureReason::Timeout(_)),
         },
     }
 }
@@ -456,16 +468,33 @@ mod tests {
         let failed = Outcome::Failed {
             reason: FailureReason::Status(500),
         };
-        assert_eq!(decide(&hook, &ok, now), Record::Nothing);
+        assert_eq!(decide(&hook, &ok, now, false), Record::Nothing);
         assert_eq!(
-            decide(&hook, &failed, now),
+            decide(&hook, &failed, now, true),
             Record::Failure {
                 at: now,
-                reason: "HTTP 500".into()
+                reason: "HTTP 500".into(),
+                due_now: false
             }
         );
         hook.failing_since = Some(now);
-        assert_eq!(decide(&hook, &ok, now), Record::Recovered);
+        assert_eq!(decide(&hook, &ok, now, false), Record::Recovered);
+    }
+
+    #[test]
+    fn a_timeout_is_due_at_once_only_when_the_option_is_on() {
+        let hook = webhook();
+        let timeout = Outcome::Failed {
+            reason: FailureReason::Timeout(DEFAULT_DEADLINE),
+        };
+        let due = |on| {
+            matches!(
+                decide(&hook, &timeout, Timestamp::now(), on),
+                Record::Failure { due_now: true, .. }
+            )
+        };
+        assert!(due(true));
+        assert!(!due(false));
     }
 
     #[test]

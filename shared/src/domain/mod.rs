@@ -3,6 +3,7 @@
 pub mod address;
 pub mod catalog;
 pub mod delivery;
+pub mod notice;
 pub mod project;
 pub mod secret;
 pub mod time;
@@ -13,6 +14,7 @@ pub mod webhook;
 pub use address::{AddressClass, AddressPolicy, BlockedAddress};
 pub use catalog::{Entity, EventName};
 pub use delivery::{DeliveryMessage, Event, FailureReason, Outcome, PublishInput, Record, Skip};
+pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
 pub use secret::Secret;
 pub use time::Timestamp;

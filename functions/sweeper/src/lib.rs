@@ -1,0 +1,218 @@
+//! The sweeper: disables webhooks that have not delivered successfully for
+//! more than the window (2 days by default) and sends each owner one e-mail.
+//!
+//! `now` comes from the scheduled event, so a test can sweep "three days
+//! later" without waiting. Every write is conditional: a success or a
+//! re-enable that races the sweep wins, and two sweeps at once still disable
+//! once and mail once. A notice whose mail failed stays pending for the next
+//! sweep.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde::Serialize;
+use shared::config::{ConfigError, Env};
+use shared::domain::notice::{DEFAULT_WINDOW, cutoff, disable_notice, disabled_reason};
+use shared::domain::{NoticeSettings, Timestamp, Webhook, WebhookId};
+use shared::ports::{Mailer, StoreError, SweepStore};
+
+/// A claim on a pending e-mail older than this is taken to be abandoned by a
+/// sweep that died, and the e-mail is claimed again.
+pub const CLAIM_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// The sweeper's configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct SweeperConfig {
+    pub table_name: String,
+    /// `DISABLE_AFTER`, default 2 days.
+    pub window: Duration,
+    /// `MAIL_FROM`, `DEFAULT_NOTIFY_EMAIL`, `API_URL`, `SETTINGS_URL`.
+    pub notice: NoticeSettings,
+}
+
+impl SweeperConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: env.required("TABLE_NAME")?,
+            window: env.duration("DISABLE_AFTER", DEFAULT_WINDOW)?,
+            notice: NoticeSettings {
+                from: env.required("MAIL_FROM")?,
+                default_to: env.required("DEFAULT_NOTIFY_EMAIL")?,
+                api_url: env.optional("API_URL"),
+                settings_url: env.optional("SETTINGS_URL"),
+            },
+        })
+    }
+}
+
+/// What one sweep did; logged as one summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Items read from the index to find the due webhooks.
+    pub examined: usize,
+    pub disabled: usize,
+    /// Due webhooks left alone because a success or a re-enable won.
+    pub raced: usize,
+    pub mailed: usize,
+    pub mail_failures: usize,
+    /// The time budget ran out; the next sweep continues.
+    pub out_of_time: bool,
+}
+
+#[derive(Debug)]
+pub struct Sweeper<S, M> {
+    store: S,
+    mailer: M,
+    window: Duration,
+    notice: NoticeSettings,
+}
+
+impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
+    pub fn new(store: S, mailer: M, window: Duration, notice: NoticeSettings) -> Self {
+        Self {
+            store,
+            mailer,
+            window,
+            notice,
+        }
+    }
+
+    /// A scheduled run: the sweep is as of the event's `time`.
+    pub async fn handle(
+        &self,
+        event: &EventBridgeEvent<serde_json::Value>,
+        stop_at: Instant,
+    ) -> Result<SweepReport, StoreError> {
+        let now = event
+            .time
+            .map(Timestamp::from)
+            .unwrap_or_else(Timestamp::now);
+        self.sweep(now, stop_at).await
+    }
+
+    /// One sweep as of `now`; takes no new work once `stop_at` has passed.
+    pub async fn sweep(&self, now: Timestamp, stop_at: Instant) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let due = self.store.due(cutoff(now, self.window)).await?;
+        report.examined = due.read;
+        let mut notices = Vec::new();
+        for hook in due.items {
+            if Instant::now() >= stop_at {
+                report.out_of_time = true;
+                break;
+            }
+            let reason = disabled_reason(&hook);
+            match self.store.disable(&hook, now, &reason).await? {
+                Some(disabled) => {
+                    report.disabled += 1;
+                    tracing::info!(
+                        project = %disabled.project,
+                        webhook_id = %disabled.id,
+                        failing_since = ?disabled.failing_since.map(|t| t.to_string()),
+                        reason = %reason,
+                        "webhook disabled"
+                    );
+                    notices.push(disabled);
+                }
+                None => report.raced += 1,
+            }
+        }
+        // Notices left pending by earlier sweeps (mail failed, or a sweep died).
+        if !report.out_of_time {
+            let seen: HashSet<WebhookId> = notices.iter().map(|h| h.id).collect();
+            let pending = self.store.pending_notices().await?;
+            notices.extend(pending.into_iter().filter(|h| !seen.contains(&h.id)));
+        }
+        for hook in notices {
+            if Instant::now() >= stop_at {
+                report.out_of_time = true;
+                break;
+            }
+            self.notify(&hook, now, &mut report).await?;
+        }
+        tracing::info!(
+            examined = report.examined,
+            disabled = report.disabled,
+            raced = report.raced,
+            mailed = report.mailed,
+            mail_failures = report.mail_failures,
+            out_of_time = report.out_of_time,
+            "sweep finished"
+        );
+        Ok(report)
+    }
+
+    /// Sends the disable e-mail once: claim it, send it, mark it sent, or
+    /// release it for the next sweep when the mail service fails.
+    async fn notify(
+        &self,
+        hook: &Webhook,
+        now: Timestamp,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let stale_before = cutoff(now, CLAIM_TTL);
+        if !self.store.claim_notice(hook, now, stale_before).await? {
+            return Ok(());
+        }
+        let mail = disable_notice(hook, &self.notice, self.window);
+        match self.mailer.send(&mail).await {
+            Ok(()) => {
+                report.mailed += 1;
+                tracing::info!(
+                    project = %hook.project,
+                    webhook_id = %hook.id,
+                    to = ?mail.to,
+                    subject = %mail.subject,
+                    "disable notice sent"
+                );
+                self.store.notice_sent(hook, now).await
+            }
+            Err(err) => {
+                report.mail_failures += 1;
+                tracing::error!(
+                    project = %hook.project,
+                    webhook_id = %hook.id,
+                    error = %shared::error_chain(&err),
+                    "disable notice not sent; it stays pending"
+                );
+                self.store.release_notice(hook).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn window_defaults_to_two_days_and_reads_durations() {
+        let vars = HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("MAIL_FROM", "webhooks@example.com"),
+            ("DEFAULT_NOTIFY_EMAIL", "ops@example.com"),
+        ]);
+        let lookup = |k: &str| vars.get(k).map(|v| v.to_string());
+        let config = SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
+        assert_eq!(config.window, Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(config.notice.api_url, None);
+
+        let mut vars = vars.clone();
+        vars.insert("DISABLE_AFTER", "90s");
+        let lookup = |k: &str| vars.get(k).map(|v| v.to_string());
+        assert_eq!(
+            SweeperConfig::from_env(&Env::new(&lookup)).unwrap().window,
+            Duration::from_secs(90)
+        );
+    }
+
+    #[test]
+    fn a_sender_address_is_required() {
+        let lookup = |k: &str| (k == "TABLE_NAME").then(|| "t".to_owned());
+        let err = SweeperConfig::from_env(&Env::new(&lookup)).unwrap_err();
+        assert!(err.to_string().contains("MAIL_FROM"));
+    }
+}

@@ -1,0 +1,47 @@
+//! Lambda entry point, run by an EventBridge schedule. The sweep's `now` is
+//! the scheduled event's `time`; it stops taking new work 10 seconds before
+//! the invocation's deadline.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::adapters::{DynamoStore, SesMailer};
+use shared::config::{Env, process_env};
+use sweeper::{Sweeper, SweeperConfig};
+
+/// Time kept in hand at the end of an invocation.
+const MARGIN: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = SweeperConfig::from_env(&Env::new(&process_env))?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sweeper = Sweeper::new(
+        DynamoStore::from_sdk(&sdk, config.table_name),
+        SesMailer::from_sdk(&sdk),
+        config.window,
+        config.notice,
+    );
+    let sweeper = &sweeper;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            let report = sweeper
+                .handle(&event.payload, stop_at(event.context.deadline))
+                .await?;
+            Ok::<_, lambda_runtime::Error>(report)
+        },
+    ))
+    .await
+}
+
+/// The instant to stop taking work, from the deadline in epoch milliseconds.
+fn stop_at(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(deadline_ms);
+    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + remaining.saturating_sub(MARGIN)
+}

@@ -1,0 +1,537 @@
+//! The sweeper against the emulator, SES included: what it disables, what it
+//! mails (read back from the emulator), and that races and failures still
+//! give one disable and one e-mail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use integration_tests::api::webhook_body;
+use integration_tests::counting::counting_store;
+use integration_tests::mail::{sent_to, unique_address, verified_sender, verify};
+use integration_tests::stack::Stack;
+use serde_json::{Value, json};
+use shared::adapters::{DynamoStore, SesMailer};
+use shared::domain::notice::{DEFAULT_WINDOW, cutoff};
+use shared::domain::{NoticeSettings, ProjectCode, Timestamp, Webhook, WebhookId};
+use shared::ports::{DeliveryStore, SweepStore, WebhookStore};
+use sweeper::{SweepReport, Sweeper};
+
+const DAY: i64 = 24 * 3600;
+
+fn at(now: Timestamp, seconds: i64) -> Timestamp {
+    Timestamp::from(now.as_datetime() + chrono::Duration::seconds(seconds))
+}
+
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+async fn sweeper(
+    store: &DynamoStore,
+    from: &str,
+    default_to: &str,
+) -> Sweeper<DynamoStore, SesMailer> {
+    Sweeper::new(
+        store.clone(),
+        SesMailer::from_sdk(&integration_tests::sdk_config().await),
+        DEFAULT_WINDOW,
+        NoticeSettings {
+            from: from.to_owned(),
+            default_to: default_to.to_owned(),
+            api_url: Some("https://api.example.com".into()),
+            settings_url: Some("https://app.example.com/{project}/webhooks/{id}".into()),
+        },
+    )
+}
+
+/// Creates a webhook through the API and records a failure at `since`.
+async fn failing(stack: &Stack, project: &str, body: Value, since: Option<Timestamp>) -> Webhook {
+    let created = stack.api.create_webhook(project, body).await;
+    let project = ProjectCode::parse(project).unwrap();
+    let id = WebhookId::parse(created["id"].as_str().unwrap()).unwrap();
+    let hook = stack.api.store.get(&project, id).await.unwrap().unwrap();
+    if let Some(since) = since {
+        stack
+            .api
+            .store
+            .record_failure(&hook, since, "HTTP 503", false)
+            .await
+            .unwrap();
+    }
+    stack.api.store.get(&project, id).await.unwrap().unwrap()
+}
+
+async fn view(stack: &Stack, hook: &Webhook) -> Value {
+    stack.get(hook.project.as_str(), &hook.id.to_string()).await
+}
+
+fn body_with(title: &str, emails: &[&str]) -> Value {
+    let mut body = webhook_body(title);
+    body["notify_emails"] = json!(emails);
+    body
+}
+
+#[tokio::test]
+async fn disables_only_what_failed_for_more_than_two_days_and_mails_each_owner_once() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let (a1, a2, ops) = (
+        unique_address("a1"),
+        unique_address("a2"),
+        unique_address("ops"),
+    );
+    let due = failing(
+        &stack,
+        "SWEEP",
+        body_with("Due hook", &[&a1, &a2]),
+        Some(at(now, -2 * DAY - 60)),
+    )
+    .await;
+    let due_default = failing(
+        &stack,
+        "SWEEP",
+        body_with("No owner", &[]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let recent = failing(
+        &stack,
+        "SWEEP",
+        body_with("Recent", &[&a1]),
+        Some(at(now, -2 * DAY + 60)),
+    )
+    .await;
+    let healthy = failing(&stack, "SWEEP", body_with("Healthy", &[&a1]), None).await;
+
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &ops).await;
+    let report = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(report.disabled, 2);
+    assert_eq!(report.mailed, 2);
+    assert_eq!(report.examined, 2, "only the due webhooks are read");
+
+    let disabled = view(&stack, &due).await;
+    assert_eq!(disabled["status"], "disabled");
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["disabled_at"], now.to_string());
+    let since = due.failing_since.unwrap().to_string();
+    assert_eq!(
+        disabled["disabled_reason"],
+        format!("no successful delivery since {since}; last error: HTTP 503")
+    );
+    assert_eq!(view(&stack, &due_default).await["status"], "disabled");
+    let recent_view = view(&stack, &recent).await;
+    assert_eq!(
+        (
+            recent_view["status"].clone(),
+            recent_view["enabled"].clone()
+        ),
+        (json!("failing"), json!(true))
+    );
+    assert_eq!(view(&stack, &healthy).await["status"], "active");
+
+    // One e-mail to both of the webhook's addresses; the other to the default.
+    let mails = sent_to(&a1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].destinations.to, vec![a1.clone(), a2.clone()]);
+    assert_eq!(
+        mails[0].subject,
+        "Webhook \"Due hook\" in project SWEEP was disabled"
+    );
+    for needle in [
+        "Due hook",
+        "SWEEP",
+        "https://hooks.example.com/qase",
+        since.as_str(),
+        "HTTP 503",
+        &format!("https://api.example.com/projects/SWEEP/webhooks/{}", due.id),
+        &format!("https://app.example.com/SWEEP/webhooks/{}", due.id),
+    ] {
+        assert!(
+            mails[0].body.contains(needle),
+            "{needle:?} missing: {}",
+            mails[0].body
+        );
+    }
+    let default = sent_to(&ops).await;
+    assert_eq!(default.len(), 1);
+    assert!(default[0].body.contains("No owner"));
+}
+
+#[tokio::test]
+async fn sweeps_in_a_row_and_at_once_disable_once_and_mail_once() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let from = verified_sender().await;
+    let owner = unique_address("owner");
+    let owner2 = unique_address("owner2");
+    let first = failing(
+        &stack,
+        "TWICE",
+        body_with("In a row", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &from, &owner).await;
+    let one = sweeper.sweep(now, later()).await.unwrap();
+    let two = sweeper.sweep(at(now, 60), later()).await.unwrap();
+    assert_eq!((one.disabled, one.mailed), (1, 1));
+    assert_eq!(two, SweepReport::default(), "nothing left to do");
+    assert_eq!(sent_to(&owner).await.len(), 1);
+    assert_eq!(view(&stack, &first).await["disabled_at"], now.to_string());
+
+    let second = failing(
+        &stack,
+        "ONCE",
+        body_with("At once", &[&owner2]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let (a, b) = tokio::join!(sweeper.sweep(now, later()), sweeper.sweep(now, later()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.disabled + b.disabled, 1, "{a:?} {b:?}");
+    assert_eq!(a.mailed + b.mailed, 1, "{a:?} {b:?}");
+    assert_eq!(sent_to(&owner2).await.len(), 1);
+    assert_eq!(view(&stack, &second).await["status"], "disabled");
+}
+
+#[tokio::test]
+async fn a_rejected_e_mail_stays_pending_and_the_next_sweep_sends_it_once() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let from = format!("unverified-{}@example.com", uuid::Uuid::new_v4());
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "SES",
+        body_with("Rejected", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &from, &owner).await;
+
+    let first = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(
+        (first.disabled, first.mailed, first.mail_failures),
+        (1, 0, 1)
+    );
+    assert_eq!(view(&stack, &hook).await["status"], "disabled");
+    assert!(sent_to(&owner).await.is_empty());
+    let pending = stack.api.store.pending_notices().await.unwrap();
+    assert_eq!(
+        pending.iter().filter(|h| h.id == hook.id).count(),
+        1,
+        "the notice is pending, not lost"
+    );
+
+    verify(&from).await;
+    let second = sweeper.sweep(at(now, 900), later()).await.unwrap();
+    assert_eq!(
+        (second.disabled, second.mailed, second.mail_failures),
+        (0, 1, 0)
+    );
+    let third = sweeper.sweep(at(now, 1800), later()).await.unwrap();
+    assert_eq!(third.mailed, 0);
+    assert_eq!(sent_to(&owner).await.len(), 1);
+    assert!(
+        stack
+            .api
+            .store
+            .pending_notices()
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.id != hook.id)
+    );
+}
+
+#[tokio::test]
+async fn a_success_between_the_query_and_the_update_keeps_the_webhook_enabled() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let hook = failing(
+        &stack,
+        "RACE",
+        body_with("Raced", &[]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let store = &stack.api.store;
+    let due = store.due(cutoff(now, DEFAULT_WINDOW)).await.unwrap();
+    let seen = due.items.into_iter().find(|h| h.id == hook.id).unwrap();
+    store.record_recovery(&seen).await.unwrap(); // the sender's success lands
+    assert!(store.disable(&seen, now, "late").await.unwrap().is_none());
+    let after = view(&stack, &hook).await;
+    assert_eq!(
+        (after["status"].clone(), after["enabled"].clone()),
+        (json!("active"), json!(true))
+    );
+
+    // A re-enable that races the sweep wins too.
+    let hook = failing(
+        &stack,
+        "RACE",
+        body_with("Re-enabled", &[]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let seen = store
+        .due(cutoff(now, DEFAULT_WINDOW))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|h| h.id == hook.id)
+        .unwrap();
+    let path = format!("/projects/RACE/webhooks/{}", hook.id);
+    stack
+        .api
+        .admin("PATCH", &path, Some(json!({"enabled": false})))
+        .await;
+    stack
+        .api
+        .admin("PATCH", &path, Some(json!({"enabled": true})))
+        .await;
+    assert!(store.disable(&seen, now, "late").await.unwrap().is_none());
+    assert_eq!(view(&stack, &hook).await["status"], "active");
+}
+
+#[tokio::test]
+async fn a_re_enabled_webhook_gets_two_more_days() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "AGAIN",
+        body_with("Again", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    assert_eq!(sweeper.sweep(now, later()).await.unwrap().disabled, 1);
+
+    let path = format!("/projects/AGAIN/webhooks/{}", hook.id);
+    let on = stack
+        .api
+        .admin("PATCH", &path, Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(on.status, StatusCode::OK);
+    for field in [
+        "failing_since",
+        "last_failure_at",
+        "last_failure_reason",
+        "disabled_at",
+        "disabled_reason",
+    ] {
+        assert_eq!(on.body[field], Value::Null, "{field}");
+    }
+    assert_eq!(
+        sweeper.sweep(at(now, 60), later()).await.unwrap().disabled,
+        0
+    );
+
+    // It fails again: due only two days after this new failure.
+    let hook = stack
+        .api
+        .store
+        .get(&hook.project, hook.id)
+        .await
+        .unwrap()
+        .unwrap();
+    stack
+        .api
+        .store
+        .record_failure(&hook, at(now, 120), "HTTP 500", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        sweeper
+            .sweep(at(now, 2 * DAY + 60), later())
+            .await
+            .unwrap()
+            .disabled,
+        0
+    );
+    assert_eq!(view(&stack, &hook).await["status"], "failing");
+    let late = sweeper
+        .sweep(at(now, 2 * DAY + 180), later())
+        .await
+        .unwrap();
+    assert_eq!((late.disabled, late.mailed), (1, 1));
+    assert_eq!(sent_to(&owner).await.len(), 2, "one e-mail per disable");
+}
+
+#[tokio::test]
+async fn html_special_characters_arrive_escaped() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("owner");
+    let mut body = body_with("<b>Bold</b> & \"quoted\"", &[&owner]);
+    body["endpoint"] = json!("https://hooks.example.com/<x>?a=1&b=2");
+    let created = failing(&stack, "HTML", body, None).await;
+    stack
+        .api
+        .store
+        .record_failure(
+            &created,
+            at(now, -3 * DAY),
+            "HTTP 500 <script>alert(1)</script>",
+            false,
+        )
+        .await
+        .unwrap();
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    assert_eq!(sweeper.sweep(now, later()).await.unwrap().mailed, 1);
+    let mail = &sent_to(&owner).await[0];
+    assert!(
+        mail.body
+            .contains("&lt;b&gt;Bold&lt;/b&gt; &amp; &quot;quoted&quot;"),
+        "{}",
+        mail.body
+    );
+    assert!(
+        mail.body
+            .contains("https://hooks.example.com/%3Cx%3E?a=1&amp;b=2"),
+        "{}",
+        mail.body
+    );
+    assert!(
+        mail.body
+            .contains("HTTP 500 &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        mail.body
+    );
+    assert!(!mail.body.contains("<script>") && !mail.body.contains("<b>Bold"));
+}
+
+#[tokio::test]
+async fn out_of_time_takes_no_new_work_and_the_next_run_continues() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "TIME",
+        body_with("Later", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let rushed = sweeper.sweep(now, Instant::now()).await.unwrap();
+    assert!(rushed.out_of_time);
+    assert_eq!((rushed.disabled, rushed.mailed), (0, 0));
+    assert_eq!(view(&stack, &hook).await["status"], "failing");
+    let next = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!((next.disabled, next.mailed), (1, 1));
+}
+
+#[tokio::test]
+async fn with_the_option_on_a_first_timeout_is_disabled_at_the_next_sweep() {
+    let stack = Stack::start().await;
+    let rx = integration_tests::receiver::Receiver::start().await;
+    let owner = unique_address("owner");
+    let mut body = body_with("Slow", &[&owner]);
+    body["endpoint"] = json!(rx.url("/slow?delay=30"));
+    body["events"] = json!(["run.completed"]);
+    let hook = failing(&stack, "TIMEOUT", body, None).await;
+    let http = shared::adapters::HttpPoster::new(
+        integration_tests::stack::loopback_policy(),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let sender = sender::Sender::new(stack.api.store.clone(), http, 10).disable_on_timeout(true);
+    stack.publish("TIMEOUT", "run.completed", json!({})).await;
+    let poll = sender::poller::poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)
+        .await
+        .unwrap();
+    assert_eq!(poll.received, 1);
+    assert_eq!(
+        view(&stack, &hook).await["last_failure_reason"],
+        "timeout after 1s"
+    );
+
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let report = sweeper.sweep(Timestamp::now(), later()).await.unwrap();
+    assert_eq!((report.disabled, report.mailed), (1, 1));
+    assert_eq!(view(&stack, &hook).await["status"], "disabled");
+}
+
+#[tokio::test]
+async fn a_sweep_over_10000_webhooks_reads_only_the_5_due() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let store = &stack.api.store;
+    let template = failing(&stack, "BULK", webhook_body("bulk"), None).await;
+    // 10,000 webhooks written straight to the table, 25 per BatchWriteItem.
+    let mut hooks = Vec::new();
+    for i in 0..10_000 {
+        let mut hook = template.clone();
+        hook.id = WebhookId::generate();
+        hook.project = ProjectCode::parse(&format!("BULK{}", i % 100)).unwrap();
+        hooks.push(hook);
+    }
+    for chunk in hooks.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|hook| {
+                let mut item: std::collections::HashMap<
+                    String,
+                    aws_sdk_dynamodb::types::AttributeValue,
+                > = serde_dynamo::to_item(hook).unwrap();
+                item.insert(
+                    "pk".into(),
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("PROJECT#{}", hook.project)),
+                );
+                item.insert(
+                    "sk".into(),
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("WEBHOOK#{}", hook.id)),
+                );
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            })
+            .collect();
+        store
+            .client()
+            .batch_write_item()
+            .request_items(store.table(), writes)
+            .send()
+            .await
+            .unwrap();
+    }
+    for hook in &hooks[..5] {
+        store
+            .record_failure(hook, at(now, -3 * DAY), "HTTP 503", false)
+            .await
+            .unwrap();
+    }
+    for hook in &hooks[5..10] {
+        store
+            .record_failure(hook, at(now, -DAY), "HTTP 503", false)
+            .await
+            .unwrap();
+    }
+    let (counted, calls) = counting_store(store.table()).await;
+    let owner = unique_address("owner");
+    let sweeper = sweeper(&counted, &verified_sender().await, &owner).await;
+    let report = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(
+        report.examined, 5,
+        "the index Query read only the 5 due items"
+    );
+    assert_eq!((report.disabled, report.mailed), (5, 5));
+    assert_eq!(calls.get("Scan"), 0);
+    assert_eq!(
+        calls.get("Query"),
+        3,
+        "FAILING, DUE and NOTICE partitions: {:?}",
+        calls.all()
+    );
+}
