@@ -5,7 +5,11 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup test lint fmt clean
+API_PORT ?= 3000
+INSPECTOR_PORT ?= 3001
+EMULATOR_PORT ?= 4566
+
+.PHONY: help setup test lint fmt clean dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,6 +23,13 @@ $(STAMP): requirements-dev.txt
 
 test: setup ## Run every test (unit and integration, against the local AWS emulator)
 	cargo test --workspace
+
+dev: setup ## Run the whole service locally (API :3000, inspector :3001, AWS emulator :4566)
+	@env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
+	  AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) AWS_REGION=us-east-1 \
+	  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true \
+	  API_PORT=$(API_PORT) INSPECTOR_PORT=$(INSPECTOR_PORT) EMULATOR_PORT=$(EMULATOR_PORT) \
+	  cargo run --quiet -p local-stack
 
 lint: setup ## Formatting, clippy and the SAM template
 	cargo fmt --all -- --check

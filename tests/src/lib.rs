@@ -3,22 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 
 use aws_config::SdkConfig;
+use local_stack::emulator::Emulator;
 use shared::adapters::DynamoStore;
-
-/// The emulator of this test process. It runs until the process exits:
-/// `stdin` is never closed by us, and its end-of-file stops the server.
-#[derive(Debug)]
-pub struct Emulator {
-    pub endpoint: String,
-    _child: Child,
-    _stdin: ChildStdin,
-}
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,40 +17,23 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The emulator of this test process. It is never dropped: it stops when the
+/// test process exits and its standard input closes.
 static EMULATOR: OnceLock<Emulator> = OnceLock::new();
 
-/// Starts the emulator once per test binary and points the AWS SDK at it
-/// through the SDK's standard environment variables.
+/// Starts the emulator once per test binary, on a free port, and points the
+/// AWS SDK at it through the SDK's standard environment variables.
 pub fn emulator() -> &'static Emulator {
     EMULATOR.get_or_init(|| {
-        let root = workspace_root();
-        let python = root.join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run `make test` (or `make setup`) to install the AWS emulator",
-            python.display()
-        );
-        let mut child = Command::new(&python)
-            .arg(root.join("tests/moto_server.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the moto server");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the emulator's port");
-        let port: u16 = line.trim().parse().expect("the emulator printed its port");
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let emulator = Emulator::start(&workspace_root(), 0)
+            .unwrap_or_else(|e| panic!("{e} (`make test` installs it)"));
         // SAFETY: runs once, inside `get_or_init`, before any test of this
         // binary has loaded an AWS config (every such test calls this first
         // and blocks until it returns); Rust's own env accesses are locked
         // against this write, and no test resolves host names meanwhile.
         #[allow(unsafe_code)]
         unsafe {
-            std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+            std::env::set_var("AWS_ENDPOINT_URL", emulator.endpoint());
             std::env::set_var("AWS_REGION", "us-east-1");
             std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
             std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
@@ -68,11 +41,7 @@ pub fn emulator() -> &'static Emulator {
             std::env::remove_var("AWS_PROFILE");
             std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         }
-        Emulator {
-            endpoint,
-            _child: child,
-            _stdin: stdin,
-        }
+        emulator
     })
 }
 
@@ -86,17 +55,15 @@ pub mod counting;
 pub mod mail;
 pub mod receiver;
 
-/// A new, empty queue with a unique name; answers its URL.
+/// A new delivery queue (and dead-letter queue) with a unique name, created
+/// from the code's definition; answers its URL.
 pub async fn fresh_queue() -> String {
     let sdk = sdk_config().await;
-    aws_sdk_sqs::Client::new(&sdk)
-        .create_queue()
-        .queue_name(format!("deliveries-{}", uuid::Uuid::new_v4()))
-        .send()
+    let name = format!("deliveries-{}", uuid::Uuid::new_v4());
+    shared::adapters::sqs::create_delivery_queues(&aws_sdk_sqs::Client::new(&sdk), &name)
         .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url")
+        .expect("create queues")
+        .0
 }
 
 /// A new, empty table with a unique name, created from the code's definition.

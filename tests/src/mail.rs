@@ -19,7 +19,7 @@ pub struct Destinations {
 
 /// Every e-mail the emulator accepted that was addressed to `to`.
 pub async fn sent_to(to: &str) -> Vec<SentMail> {
-    let url = format!("{}/moto-api/data.json", crate::emulator().endpoint);
+    let url = format!("{}/moto-api/data.json", crate::emulator().endpoint());
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     let data: serde_json::Value = serde_json::from_str(&text).unwrap();
     let messages = data["ses"]["Message"]

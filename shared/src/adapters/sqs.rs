@@ -11,6 +11,18 @@ use crate::ports::{DeliveryQueue, EnqueueError};
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Most bytes SQS takes in one `SendMessageBatch` (all bodies together).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Seconds a received delivery stays invisible: 6x the sender's 30-second
+/// timeout, as in `template.yaml`.
+pub const VISIBILITY_TIMEOUT_SECS: u32 = 180;
+/// Receives before a delivery moves to the dead-letter queue.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// Seconds the delivery queue keeps a message (4 days).
+pub const RETENTION_SECS: u32 = 4 * 24 * 3600;
+/// Seconds the dead-letter queue keeps a message (14 days, the most SQS keeps).
+pub const DEAD_LETTER_RETENTION_SECS: u32 = 14 * 24 * 3600;
+/// Largest message either queue takes.
+pub const MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
+
 /// Extra tries for entries SQS reports as failed (its own fault).
 const ENTRY_RETRIES: usize = 2;
 
@@ -92,6 +104,53 @@ impl SqsQueue {
         }
         (bodies.len() - pending.len(), last_error)
     }
+}
+
+/// The delivery queue and its dead-letter queue, created with the settings
+/// `template.yaml` declares. Used by the local stack and the tests; answers
+/// the two queue URLs.
+pub async fn create_delivery_queues(
+    client: &Client,
+    name: &str,
+) -> Result<(String, String), Box<dyn std::error::Error + Send + Sync>> {
+    use aws_sdk_sqs::types::QueueAttributeName as Attr;
+
+    let dead = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .attributes(
+            Attr::MessageRetentionPeriod,
+            DEAD_LETTER_RETENTION_SECS.to_string(),
+        )
+        .attributes(Attr::MaximumMessageSize, MAX_MESSAGE_BYTES.to_string())
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no dead-letter queue URL")?;
+    let dead_arn = client
+        .get_queue_attributes()
+        .queue_url(&dead)
+        .attribute_names(Attr::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&Attr::QueueArn))
+        .ok_or("no dead-letter queue ARN")?;
+    let redrive = format!(
+        r#"{{"deadLetterTargetArn":"{dead_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
+    );
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(Attr::VisibilityTimeout, VISIBILITY_TIMEOUT_SECS.to_string())
+        .attributes(Attr::MessageRetentionPeriod, RETENTION_SECS.to_string())
+        .attributes(Attr::MaximumMessageSize, MAX_MESSAGE_BYTES.to_string())
+        .attributes(Attr::RedrivePolicy, redrive)
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue URL")?;
+    Ok((queue, dead))
 }
 
 /// Groups bodies into batches SQS accepts: at most 10 entries and 1 MiB each.

@@ -1,0 +1,349 @@
+//! The whole service on one machine, for `make dev`: the AWS emulator with
+//! the resources of `template.yaml`, the config API on a local port with the
+//! very router the Lambda runs, the sender fed from the queue the way the
+//! Lambda event source mapping feeds it, the sweeper on a short interval, and
+//! an inspector that receives and shows deliveries.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sender::Sender;
+use sender::poller::poll_once;
+use shared::adapters::{DynamoStore, HttpPoster, SesMailer};
+use shared::config::{ConfigError, Env};
+use shared::domain::delivery::DEFAULT_DEADLINE;
+use shared::domain::notice::DEFAULT_WINDOW;
+use shared::domain::{AddressPolicy, ApiToken, EndpointRules, Mail, NoticeSettings, Timestamp};
+use shared::ports::{MailError, Mailer};
+use sweeper::Sweeper;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub mod emulator;
+pub mod inspector;
+pub mod provision;
+
+use emulator::Emulator;
+use inspector::Inspector;
+
+/// The knobs of `make dev`, all environment variables.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    /// `ADMIN_TOKEN`: generated when unset.
+    pub admin_token: Option<String>,
+    /// `DISABLE_AFTER`, default 2d.
+    pub disable_after: Duration,
+    /// `SWEEP_EVERY`, default 15s.
+    pub sweep_every: Duration,
+    /// `DELIVERY_DEADLINE`, default 15s.
+    pub deadline: Duration,
+    pub api_port: u16,
+    pub inspector_port: u16,
+    pub emulator_port: u16,
+}
+
+impl DevConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            admin_token: env.optional("ADMIN_TOKEN"),
+            disable_after: env.duration("DISABLE_AFTER", DEFAULT_WINDOW)?,
+            sweep_every: env.duration("SWEEP_EVERY", Duration::from_secs(15))?,
+            deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
+            api_port: port(env, "API_PORT", 3000)?,
+            inspector_port: port(env, "INSPECTOR_PORT", 3001)?,
+            emulator_port: port(env, "EMULATOR_PORT", 4566)?,
+        })
+    }
+}
+
+fn port(env: &Env<'_>, name: &'static str, default: u16) -> Result<u16, ConfigError> {
+    let n = env.count(name, usize::from(default))?;
+    u16::try_from(n).map_err(|_| ConfigError::Invalid {
+        name,
+        reason: format!("{n} is not a port"),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
+    #[error("could not create the local AWS resources")]
+    Provision(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("could not start the config API")]
+    Api(#[from] config_api::StartupError),
+    #[error("cannot listen on {addr} ({var}): {source}")]
+    Listen {
+        addr: SocketAddr,
+        var: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not build the HTTP client")]
+    Http(#[from] reqwest::Error),
+    #[error("the local stack did not answer: {0}")]
+    NotReady(String),
+}
+
+/// Endpoints the local stack may reach: loopback, over plain http too.
+pub fn local_rules() -> EndpointRules {
+    EndpointRules {
+        allow_http: true,
+        addresses: AddressPolicy::with_allow_list(
+            ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        ),
+    }
+}
+
+/// Sends through SES (the emulator's) and prints each e-mail as it goes.
+#[derive(Debug, Clone)]
+pub struct PrintingMailer(pub SesMailer);
+
+impl Mailer for PrintingMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        self.0.send(mail).await?;
+        println!(
+            "\n---- e-mail sent ------------------------------------------------\n\
+             From: {}\nTo: {}\nSubject: {}\n\n{}\
+             -----------------------------------------------------------------\n",
+            mail.from,
+            mail.to.join(", "),
+            mail.subject,
+            mail.text
+        );
+        Ok(())
+    }
+}
+
+async fn listen(port: u16, var: &'static str) -> Result<TcpListener, DevError> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DevError::Listen { addr, var, source })
+}
+
+/// Runs the local stack until Ctrl-C or SIGTERM, then stops everything it
+/// started. `root` is the project folder (for `.venv` and `scripts/`).
+pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
+    let api_listener = listen(config.api_port, "API_PORT").await?;
+    let inspector_listener = listen(config.inspector_port, "INSPECTOR_PORT").await?;
+    let emulator = Emulator::start(&root, config.emulator_port)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+
+    let admin = match &config.admin_token {
+        Some(token) => token.clone(),
+        None => ApiToken::generate()
+            .map_err(|e| DevError::Provision(Box::new(e)))?
+            .expose()
+            .to_owned(),
+    };
+    let mail_from = "webhooks@example.com";
+    let resources = provision::provision(&sdk, &admin, mail_from)
+        .await
+        .map_err(DevError::Provision)?;
+
+    let api = config_api::app(
+        &sdk,
+        config_api::ApiConfig {
+            table_name: resources.table.clone(),
+            queue_url: resources.queue_url.clone(),
+            admin_token: config_api::AdminTokenSource::Secret(resources.admin_secret_arn.clone()),
+            endpoint_rules: local_rules(),
+        },
+    )
+    .await?;
+    let store = DynamoStore::from_sdk(&sdk, &resources.table);
+    let sender = Sender::new(
+        store.clone(),
+        HttpPoster::new(local_rules().addresses, config.deadline)?,
+        sender::DEFAULT_CONCURRENCY,
+    );
+    let sweeper = Sweeper::new(
+        store,
+        PrintingMailer(SesMailer::from_sdk(&sdk)),
+        config.disable_after,
+        NoticeSettings {
+            from: mail_from.to_owned(),
+            default_to: "owner@example.com".to_owned(),
+            api_url: Some(format!("http://127.0.0.1:{}", config.api_port)),
+            settings_url: None,
+        },
+    );
+    let inspector = Inspector::default();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(serve(api_listener, api, stopped.clone()));
+    tasks.spawn(serve(
+        inspector_listener,
+        inspector.router(),
+        stopped.clone(),
+    ));
+    tasks.spawn(deliver(
+        sender,
+        sqs,
+        resources.queue_url.clone(),
+        stopped.clone(),
+    ));
+    tasks.spawn(sweep(sweeper, config.sweep_every, stopped.clone()));
+
+    let ready = check_ready(&config, &admin).await;
+    match ready {
+        Ok(()) => print_banner(&config, &admin, &emulator),
+        Err(err) => {
+            let _ = stop.send(true);
+            while tasks.join_next().await.is_some() {}
+            emulator.stop();
+            return Err(err);
+        }
+    }
+
+    wait_for_signal().await;
+    println!("stopping: the API, the inspector, the sender, the sweeper and the AWS emulator");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    emulator.stop();
+    println!("stopped");
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let Err(err) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %err, "server stopped");
+    }
+}
+
+/// The event source mapping, locally: long-poll, hand batches of up to 10 to
+/// the sender, delete what it acknowledged, leave the rest for redelivery.
+async fn deliver(
+    sender: Sender<DynamoStore>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            polled = poll_once(&sender, &sqs, &queue_url, 2) => {
+                if let Err(err) = polled {
+                    tracing::error!(error = %shared::error_chain(&err), "polling the delivery queue failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sweep(
+    sweeper: Sweeper<DynamoStore, PrintingMailer>,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = ticks.tick() => {
+                if let Err(err) = sweeper.sweep(Timestamp::now(), Instant::now() + every).await {
+                    tracing::error!(error = %shared::error_chain(&err), "sweep failed");
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the API answers an authenticated request and the inspector answers.
+async fn check_ready(config: &DevConfig, admin: &str) -> Result<(), DevError> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let api = format!("http://127.0.0.1:{}/event-types", config.api_port);
+    let inspector = format!("http://127.0.0.1:{}/", config.inspector_port);
+    let mut last = String::new();
+    for _ in 0..100 {
+        let api_ok = client.get(&api).bearer_auth(admin).send().await;
+        let inspector_ok = client.get(&inspector).send().await;
+        match (api_ok, inspector_ok) {
+            (Ok(a), Ok(i)) if a.status().is_success() && i.status().is_success() => return Ok(()),
+            (a, i) => {
+                last = format!(
+                    "API: {:?}, inspector: {:?}",
+                    a.map(|r| r.status()),
+                    i.map(|r| r.status())
+                )
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(DevError::NotReady(last))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_banner(config: &DevConfig, admin: &str, emulator: &Emulator) {
+    let api = format!("http://127.0.0.1:{}", config.api_port);
+    let inspector = format!("http://127.0.0.1:{}", config.inspector_port);
+    println!(
+        r#"
+Project webhooks, running locally
+  config API    {api}
+  admin token   {admin}
+  inspector     {inspector}/<name>   (GET it to see what arrived)
+  AWS emulator  {emulator}
+  auto-disable  after {window} of failures; sweep every {every}
+  NOTE: loopback endpoints (127.0.0.0/8, ::1) and plain http:// are allowed
+        in this local mode only; a deployed stack refuses them.
+
+Try it (in another terminal):
+  export API={api} TOKEN={admin}
+  curl -sS -X POST $API/projects/DEMO/webhooks -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"title": "Inspector", "endpoint": "{inspector}/demo", "secret": "s3cret", "events": ["run.completed"]}}'
+  curl -sS -X POST $API/projects/DEMO/events -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"event_name": "run.completed", "team_member_id": 40, "payload": {{"id": 2, "cases": 14, "passed": 14}}}}'
+  curl -sS {inspector}/demo
+A failing endpoint (restart with DISABLE_AFTER=90s SWEEP_EVERY=10s make dev to see the auto-disable soon):
+  curl -sS -X POST $API/projects/DEMO/webhooks -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{{"title": "Broken", "endpoint": "{inspector}/broken?status=503", "events": ["run.completed"], "notify_emails": ["you@example.com"]}}'
+  (publish again, then GET $API/projects/DEMO/webhooks: "failing_since" is set; after the window the sweeper
+   disables it and the e-mail is printed here)
+
+ready: API {api}, inspector {inspector}"#,
+        emulator = emulator.endpoint(),
+        window = humanize(config.disable_after),
+        every = humanize(config.sweep_every),
+    );
+}
+
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
