@@ -9,7 +9,7 @@ API_PORT ?= 3000
 INSPECTOR_PORT ?= 3001
 EMULATOR_PORT ?= 4566
 
-.PHONY: help setup test lint fmt clean dev
+.PHONY: help setup test lint fmt clean dev build smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,14 @@ dev: setup ## Run the whole service locally (API :3000, inspector :3001, AWS emu
 	  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true \
 	  API_PORT=$(API_PORT) INSPECTOR_PORT=$(INSPECTOR_PORT) EMULATOR_PORT=$(EMULATOR_PORT) \
 	  cargo run --quiet -p local-stack
+
+build: setup ## Package the three functions for Lambda (sam build: cargo-lambda, arm64)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+	@ls -l .aws-sam/build/*/bootstrap
+
+smoke: setup ## Start make dev, deliver one event to the inspector, stop it
+	scripts/dev-smoke.sh
 
 lint: setup ## Formatting, clippy and the SAM template
 	cargo fmt --all -- --check

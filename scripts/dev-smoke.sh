@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Smoke test of `make dev`: start it in the background, wait for "ready",
+# create a webhook to the inspector, publish an event, see it arrive within
+# 5 seconds, then stop it with SIGTERM and check that its ports are free.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+API_PORT=${API_PORT:-3000}
+INSPECTOR_PORT=${INSPECTOR_PORT:-3001}
+EMULATOR_PORT=${EMULATOR_PORT:-4566}
+export API_PORT INSPECTOR_PORT EMULATOR_PORT
+TOKEN=smoke-admin-token-0123456789
+API=http://127.0.0.1:$API_PORT
+INSPECTOR=http://127.0.0.1:$INSPECTOR_PORT
+log=$(mktemp)
+
+ADMIN_TOKEN=$TOKEN setsid make dev >"$log" 2>&1 &
+group=$!
+stop() { kill -TERM -- "-$group" 2>/dev/null || true; }
+trap 'stop; echo "--- make dev output ---"; cat "$log"' EXIT
+
+for _ in $(seq 1 600); do
+  grep -q '^ready' "$log" && break
+  kill -0 "$group" 2>/dev/null || { echo "make dev exited early"; exit 1; }
+  sleep 0.5
+done
+grep -q '^ready' "$log" || { echo "make dev did not get ready"; exit 1; }
+echo "make dev is ready"
+
+curl -fsS "$INSPECTOR/" >/dev/null
+curl -fsS -X POST "$API/projects/SMOKE/webhooks" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"title\": \"smoke\", \"endpoint\": \"$INSPECTOR/smoke\", \"events\": [\"run.completed\"]}" >/dev/null
+published=$(curl -fsS -X POST "$API/projects/SMOKE/events" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"event_name": "run.completed", "payload": {"id": 1}}')
+echo "published: $published"
+
+delivered=
+for _ in $(seq 1 50); do
+  if curl -fsS "$INSPECTOR/smoke" | grep -q '"event_name\\":\\"run.completed\\"'; then
+    delivered=yes
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$delivered" ] || { echo "the delivery did not reach the inspector within 5 s"; exit 1; }
+echo "delivered to the inspector"
+
+stop
+for _ in $(seq 1 100); do
+  kill -0 "$group" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$group" 2>/dev/null; then echo "make dev did not stop"; exit 1; fi
+grep -q '^stopped' "$log" || { echo "make dev did not stop cleanly"; exit 1; }
+for port in "$API_PORT" "$INSPECTOR_PORT" "$EMULATOR_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port still answers"; exit 1; fi
+done
+trap - EXIT
+rm -f "$log"
+echo "make dev smoke test passed"

@@ -1,0 +1,297 @@
+//! `template.yaml` agrees with the code: the resources the code, the tests and
+//! the local stack create (table, index, queues) have the template's
+//! properties, and every function's environment satisfies its configuration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName as Attr;
+use integration_tests::workspace_root;
+use serde_json::{Value, json};
+use shared::adapters::dynamo::{FAILING_INDEX, FAILING_PK, FAILING_SK, PK, SK};
+use shared::adapters::sqs;
+use shared::config::Env;
+use shared::domain::delivery::DEFAULT_DEADLINE;
+use shared::domain::notice::DEFAULT_WINDOW;
+
+/// The template as JSON, read by cfn-lint's loader (it knows the `!Ref` tags).
+fn template() -> Value {
+    let root = workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys; from cfnlint.decode import cfn_yaml; print(json.dumps(cfn_yaml.load(sys.argv[1]), default=str))",
+        ])
+        .arg(root.join("template.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &t["Resources"][name]["Properties"]
+}
+
+fn sorted(values: impl IntoIterator<Item = Value>) -> Vec<String> {
+    let mut out: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_table_the_code_creates_is_the_templates_table() {
+    let t = template();
+    let table = resource(&t, "WebhooksTable");
+    let store = integration_tests::fresh_store().await;
+    let described = store
+        .client()
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+
+    let created_keys = described
+        .key_schema()
+        .iter()
+        .map(|k| json!({"AttributeName": k.attribute_name(), "KeyType": k.key_type().as_str()}));
+    assert_eq!(
+        sorted(created_keys),
+        sorted(table["KeySchema"].as_array().unwrap().clone())
+    );
+    assert_eq!(table["KeySchema"][0]["AttributeName"], PK);
+    assert_eq!(table["KeySchema"][1]["AttributeName"], SK);
+
+    let created_attrs = described
+        .attribute_definitions()
+        .iter()
+        .map(|a| json!({"AttributeName": a.attribute_name(), "AttributeType": a.attribute_type().as_str()}));
+    assert_eq!(
+        sorted(created_attrs),
+        sorted(table["AttributeDefinitions"].as_array().unwrap().clone())
+    );
+
+    let index = &table["GlobalSecondaryIndexes"][0];
+    let created_index = &described.global_secondary_indexes()[0];
+    assert_eq!(index["IndexName"], FAILING_INDEX);
+    assert_eq!(created_index.index_name(), Some(FAILING_INDEX));
+    let created_index_keys = created_index
+        .key_schema()
+        .iter()
+        .map(|k| json!({"AttributeName": k.attribute_name(), "KeyType": k.key_type().as_str()}));
+    assert_eq!(
+        sorted(created_index_keys),
+        sorted(index["KeySchema"].as_array().unwrap().clone())
+    );
+    assert_eq!(index["KeySchema"][0]["AttributeName"], FAILING_PK);
+    assert_eq!(index["KeySchema"][1]["AttributeName"], FAILING_SK);
+    assert_eq!(
+        index["Projection"]["ProjectionType"],
+        created_index
+            .projection()
+            .unwrap()
+            .projection_type()
+            .unwrap()
+            .as_str()
+    );
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+}
+
+#[tokio::test]
+async fn the_queues_the_code_creates_are_the_templates_queues() {
+    let t = template();
+    let queue = resource(&t, "DeliveryQueue");
+    let dead = resource(&t, "DeliveryDeadLetterQueue");
+    let client = aws_sdk_sqs::Client::new(&integration_tests::sdk_config().await);
+    let (url, dead_url) =
+        sqs::create_delivery_queues(&client, &format!("q-{}", uuid::Uuid::new_v4()))
+            .await
+            .unwrap();
+    let attrs = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(Attr::All)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap()
+        }
+    };
+    let created = attrs(url).await;
+    let created_dead = attrs(dead_url).await;
+    let number = |v: &Value| v.as_u64().unwrap().to_string();
+    assert_eq!(
+        created[&Attr::VisibilityTimeout],
+        number(&queue["VisibilityTimeout"])
+    );
+    assert_eq!(
+        created[&Attr::MessageRetentionPeriod],
+        number(&queue["MessageRetentionPeriod"])
+    );
+    assert_eq!(
+        created[&Attr::MaximumMessageSize],
+        number(&queue["MaximumMessageSize"])
+    );
+    assert_eq!(
+        created_dead[&Attr::MessageRetentionPeriod],
+        number(&dead["MessageRetentionPeriod"])
+    );
+    let redrive: Value = serde_json::from_str(&created[&Attr::RedrivePolicy]).unwrap();
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        number(&queue["RedrivePolicy"]["maxReceiveCount"])
+    );
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        created_dead[&Attr::QueueArn].as_str()
+    );
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0],
+        "DeliveryDeadLetterQueue"
+    );
+}
+
+#[test]
+fn timeouts_leave_room_for_the_deadline_and_redelivery() {
+    let t = template();
+    let sender = &t["Resources"]["SenderFunction"]["Properties"];
+    let sender_timeout = sender["Timeout"].as_u64().unwrap();
+    let visibility = resource(&t, "DeliveryQueue")["VisibilityTimeout"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        visibility >= 6 * sender_timeout,
+        "visibility {visibility} < 6 x {sender_timeout}"
+    );
+    assert_eq!(u64::from(sqs::VISIBILITY_TIMEOUT_SECS), visibility);
+    let deadline = &t["Parameters"]["DeliveryDeadlineSeconds"];
+    assert_eq!(
+        deadline["Default"].as_u64().unwrap(),
+        DEFAULT_DEADLINE.as_secs()
+    );
+    assert!(
+        deadline["MaxValue"].as_u64().unwrap() < sender_timeout,
+        "the sender's timeout stays above the deadline"
+    );
+    let source = &sender["Events"]["Deliveries"]["Properties"];
+    assert_eq!(source["BatchSize"], 10);
+    assert_eq!(
+        source["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(source["Queue"]["Fn::GetAtt"][0], "DeliveryQueue");
+    assert_eq!(
+        resource(&t, "DeliveryQueue")["RedrivePolicy"]["maxReceiveCount"],
+        sqs::MAX_RECEIVE_COUNT
+    );
+}
+
+/// A function's environment as the deployed Lambda sees it: the template's
+/// globals and its own variables, with parameters at their defaults (or an
+/// example value where the operator must choose one).
+fn function_env(t: &Value, function: &str) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let params = &t["Parameters"];
+    let resolve = |v: &Value| -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ if v.get("Ref").is_some() => {
+                let name = v["Ref"].as_str().unwrap();
+                match &params[name]["Default"] {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ if params.get(name).is_some() => "operator@example.com".to_owned(),
+                    _ => format!("{name}-id"),
+                }
+            }
+            _ if v.get("Fn::Sub").is_some() => {
+                let mut text = v["Fn::Sub"]
+                    .as_str()
+                    .unwrap_or("https://api.example.com")
+                    .to_owned();
+                for (name, p) in params.as_object().unwrap() {
+                    let default = match &p["Default"] {
+                        Value::Number(n) => n.to_string(),
+                        Value::String(s) => s.clone(),
+                        _ => continue,
+                    };
+                    text = text.replace(&format!("${{{name}}}"), &default);
+                }
+                text
+            }
+            _ => "resource-attribute".to_owned(),
+        }
+    };
+    for source in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &t["Resources"][function]["Properties"]["Environment"]["Variables"],
+    ] {
+        for (name, value) in source.as_object().unwrap() {
+            vars.insert(name.clone(), resolve(value));
+        }
+    }
+    vars
+}
+
+#[test]
+fn every_functions_environment_satisfies_its_configuration() {
+    let t = template();
+    let api = function_env(&t, "ConfigApiFunction");
+    let lookup = |k: &str| api.get(k).cloned();
+    let config = config_api::ApiConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert!(
+        matches!(config.admin_token, config_api::AdminTokenSource::Secret(_)),
+        "deployed, the admin token comes from the secret"
+    );
+    assert!(
+        !config.endpoint_rules.allow_http
+            && config.endpoint_rules.addresses.allow_list().is_empty()
+    );
+
+    let sender_env = function_env(&t, "SenderFunction");
+    let lookup = |k: &str| sender_env.get(k).cloned();
+    let config = sender::SenderConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(config.deadline, Duration::from_secs(15));
+    assert!(!config.disable_on_timeout);
+    assert!(
+        config.addresses.allow_list().is_empty(),
+        "no allow-list when deployed"
+    );
+
+    let sweeper_env = function_env(&t, "SweeperFunction");
+    let lookup = |k: &str| sweeper_env.get(k).cloned();
+    let config = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(config.window, DEFAULT_WINDOW);
+
+    let functions: BTreeSet<&str> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        functions,
+        BTreeSet::from(["ConfigApiFunction", "SenderFunction", "SweeperFunction"])
+    );
+    for name in &functions {
+        let f = &t["Resources"][*name];
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+    }
+    assert_eq!(t["Globals"]["Function"]["Runtime"], "provided.al2023");
+    assert_eq!(t["Globals"]["Function"]["Architectures"], json!(["arm64"]));
+}
