@@ -9,7 +9,7 @@ API_PORT ?= 3000
 INSPECTOR_PORT ?= 3001
 EMULATOR_PORT ?= 4566
 
-.PHONY: help setup test lint fmt clean dev build smoke
+.PHONY: help setup test lint fmt clean dev build smoke bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ build: setup ## Package the three functions for Lambda (sam build: cargo-lambda,
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
 	@ls -l .aws-sam/build/*/bootstrap
+
+bench: setup ## Benchmarks: writes BENCHMARKS.md and bench/results.json (release build)
+	cargo build --release -p config-api -p sender -p sweeper -p bench
+	cargo run --release --quiet -p bench
 
 smoke: setup ## Start make dev, deliver one event to the inspector, stop it
 	scripts/dev-smoke.sh

@@ -355,3 +355,29 @@ pub mod stack {
         }
     }
 }
+
+/// Writes webhooks straight to the table, 25 per `BatchWriteItem`: for tests
+/// and benchmarks that need thousands of them.
+pub async fn bulk_insert(store: &DynamoStore, hooks: &[shared::domain::Webhook]) {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    for chunk in hooks.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|hook| {
+                let mut item: std::collections::HashMap<String, AttributeValue> = serde_dynamo::to_item(hook).unwrap();
+                item.insert("pk".into(), AttributeValue::S(format!("PROJECT#{}", hook.project)));
+                item.insert("sk".into(), AttributeValue::S(format!("WEBHOOK#{}", hook.id)));
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        store
+            .client()
+            .batch_write_item()
+            .request_items(store.table(), writes)
+            .send()
+            .await
+            .unwrap();
+    }
+}

@@ -464,7 +464,7 @@ async fn a_sweep_over_10000_webhooks_reads_only_the_5_due() {
     let now = Timestamp::now();
     let store = &stack.api.store;
     let template = failing(&stack, "BULK", webhook_body("bulk"), None).await;
-    // 10,000 webhooks written straight to the table, 25 per BatchWriteItem.
+    // 10,000 webhooks written straight to the table.
     let mut hooks = Vec::new();
     for i in 0..10_000 {
         let mut hook = template.clone();
@@ -472,40 +472,7 @@ async fn a_sweep_over_10000_webhooks_reads_only_the_5_due() {
         hook.project = ProjectCode::parse(&format!("BULK{}", i % 100)).unwrap();
         hooks.push(hook);
     }
-    for chunk in hooks.chunks(25) {
-        let writes = chunk
-            .iter()
-            .map(|hook| {
-                let mut item: std::collections::HashMap<
-                    String,
-                    aws_sdk_dynamodb::types::AttributeValue,
-                > = serde_dynamo::to_item(hook).unwrap();
-                item.insert(
-                    "pk".into(),
-                    aws_sdk_dynamodb::types::AttributeValue::S(format!("PROJECT#{}", hook.project)),
-                );
-                item.insert(
-                    "sk".into(),
-                    aws_sdk_dynamodb::types::AttributeValue::S(format!("WEBHOOK#{}", hook.id)),
-                );
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(
-                        aws_sdk_dynamodb::types::PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-            })
-            .collect();
-        store
-            .client()
-            .batch_write_item()
-            .request_items(store.table(), writes)
-            .send()
-            .await
-            .unwrap();
-    }
+    integration_tests::bulk_insert(store, &hooks).await;
     for hook in &hooks[..5] {
         store
             .record_failure(hook, at(now, -3 * DAY), "HTTP 503", false)

@@ -1,0 +1,343 @@
+//! `make bench`: measures the sender against a bare HTTP client, slow-endpoint
+//! isolation, AWS requests per unit of work and their cost, cold start and
+//! footprint, and the local stack end to end. Writes `BENCHMARKS.md` and
+//! `bench/results.json` with exactly the figures it prints.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+mod aws;
+mod coldstart;
+mod cost;
+mod memstore;
+mod receiver;
+mod speed;
+mod stats;
+
+use stats::Figure;
+
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    machine: BTreeMap<String, String>,
+    command: String,
+    sections: Vec<Section>,
+    aws_calls: BTreeMap<String, BTreeMap<String, f64>>,
+    cost: Vec<cost::Cost>,
+    prices_as_of: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Section {
+    title: String,
+    method: String,
+    figures: Vec<Figure>,
+}
+
+impl Results {
+    fn section(&mut self, title: &str, method: &str, figures: Vec<Figure>) {
+        println!("\n## {title}");
+        for f in &figures {
+            println!("{}", line(f));
+        }
+        self.sections.push(Section {
+            title: title.to_owned(),
+            method: method.to_owned(),
+            figures,
+        });
+    }
+}
+
+fn line(f: &Figure) -> String {
+    let target = f.target.as_deref().map(|t| format!(" (target {t})")).unwrap_or_default();
+    if f.runs > 1 {
+        format!(
+            "{}: min {} / median {} / max {} {} over {} runs{target}",
+            f.name,
+            num(f.min),
+            num(f.median),
+            num(f.max),
+            f.unit,
+            f.runs
+        )
+    } else {
+        format!("{}: {} {}{target}", f.name, num(f.median), f.unit)
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".to_owned()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn machine() -> BTreeMap<String, String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    BTreeMap::from([
+        ("cpu".into(), cpu),
+        ("cores".into(), cores.to_string()),
+        ("memory".into(), mem),
+        ("kernel".into(), kernel.trim().to_owned()),
+        ("arch".into(), std::env::consts::ARCH.to_owned()),
+    ])
+}
+
+fn calls_line(calls: &BTreeMap<String, f64>) -> String {
+    calls.iter().map(|(op, n)| format!("{op} {}", num(*n))).collect::<Vec<_>>().join(", ")
+}
+
+#[tokio::main]
+async fn main() {
+    let started = Instant::now();
+    let root = integration_tests::workspace_root();
+    let emulator = integration_tests::emulator();
+    // The functions' release binaries sit beside this one (`make bench` builds them).
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .unwrap_or_else(|| root.join("target/release"));
+    let mut results = Results {
+        machine: machine(),
+        command: "make bench".into(),
+        prices_as_of: cost::PRICES_AS_OF.into(),
+        ..Results::default()
+    };
+    println!("machine: {:?}", results.machine);
+
+    // 1. Throughput.
+    let (figures, batch_s) = speed::throughput(7, 300).await;
+    results.section(
+        "Sender throughput vs a bare HTTP client",
+        "The sender's delivery path (`Sender::handle` on SQS batches of 10: decode, look up the webhooks through the storage port backed by an in-memory store, build the request, POST, classify, record) against a bare reqwest loop posting the same envelope and headers to the same loopback receiver in waves of 10. 3,000 deliveries per run, runs interleaved, after a warm-up.",
+        figures,
+    );
+
+    // 2. Isolation.
+    let deadline = Duration::from_secs(2);
+    results.section(
+        "Slow-endpoint isolation",
+        "One SQS batch of 10 records in which one endpoint accepts the connection and never answers; deadline 2 s. Time from the start of the batch until the last of the other 9 endpoints had received its request, and the batch's total duration.",
+        speed::isolation(5, deadline).await,
+    );
+
+    // 3. AWS calls.
+    let healthy = aws::per_delivery(false).await;
+    let failing = aws::per_delivery(true).await;
+    let mut figures = vec![
+        Figure::once("AWS calls per healthy delivery", "calls", healthy.values().sum()),
+        Figure::once("AWS calls per failing delivery", "calls", failing.values().sum()),
+    ];
+    results.aws_calls.insert("per healthy delivery".into(), healthy.clone());
+    results.aws_calls.insert("per failing delivery".into(), failing.clone());
+    for n in [1, 10, 100] {
+        let calls = aws::per_publish(n).await;
+        figures.push(Figure::once(&format!("AWS calls per publish to {n} subscribers"), "calls", calls.values().sum()));
+        results.aws_calls.insert(format!("per publish to {n} subscribers"), calls);
+    }
+    for total in [1_000, 10_000] {
+        let (read, calls) = aws::per_sweep(total).await;
+        figures.push(Figure::once(&format!("items read by a sweep over {total} webhooks, 5 due"), "items", read as f64).with_target("5"));
+        figures.push(Figure::once(&format!("AWS calls per sweep over {total} webhooks, 5 due"), "calls", calls.values().sum()));
+        results.aws_calls.insert(format!("per sweep over {total} webhooks, 5 due"), calls);
+    }
+    for (what, calls) in &results.aws_calls {
+        println!("calls {what}: {}", calls_line(calls));
+    }
+    results.section(
+        "AWS requests per unit of work",
+        "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
+        figures,
+    );
+
+    // 6. End to end (before the cost model, which uses its publish time).
+    let (figures, publish_ms) = aws::end_to_end(1_000).await;
+    results.section(
+        "End to end on the local stack",
+        "1,000 events published through the config API router (8 at a time) to one webhook pointing at a loopback receiver, delivered by the sender fed from the emulated SQS queue by the local poller; latency from the start of each publish to its receipt.",
+        figures,
+    );
+
+    // 4. Cost.
+    for (scenario, calls) in [("healthy webhooks", &healthy), ("failing webhooks", &failing)] {
+        let c = cost::model(scenario, calls, batch_s, publish_ms / 1000.0);
+        println!(
+            "cost per million deliveries ({scenario}): ${:.2} ({})",
+            c.total_per_million,
+            c.per_million.iter().map(|(k, v)| format!("{k} ${v:.3}")).collect::<Vec<_>>().join(", ")
+        );
+        results.cost.push(c);
+    }
+    let cost_figures = results
+        .cost
+        .iter()
+        .map(|c| Figure::once(&format!("dollars per million deliveries, {}", c.scenario), "USD", c.total_per_million))
+        .collect();
+    results.section(
+        "Cost model",
+        &format!(
+            "Per million deliveries, each publish fanning out to {} webhooks: Lambda (128 MB, arm64) requests and GB-seconds from the measured handler time of a 10-record batch (median of section 1) and of a publish (median publish call of the end-to-end run, an upper bound: it includes the emulator), SQS requests, DynamoDB read and write units and API Gateway requests from the counted calls. Prices: {}.",
+            cost::FANOUT,
+            cost::PRICES_AS_OF
+        ),
+        cost_figures,
+    );
+
+    // 5. Cold start and footprint.
+    let mut figures = Vec::new();
+    let aws_env = |extra: &[(&'static str, String)]| {
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("AWS_ENDPOINT_URL", emulator.endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ];
+        env.extend_from_slice(extra);
+        env
+    };
+    let stack = integration_tests::stack::Stack::start().await;
+    let rx = receiver::Receiver::start().await.unwrap();
+    let mut records = Vec::new();
+    let event = speed::event();
+    let envelope = event.envelope().unwrap();
+    for i in 0..10 {
+        let id = stack.webhook("BENCH", &rx.url(&format!("/slow/{i}")), &["run.completed"], None).await;
+        let message = shared::domain::DeliveryMessage::new(&event, shared::domain::WebhookId::parse(&id).unwrap(), envelope.clone());
+        records.push(json!({"messageId": format!("m{i}"), "body": message.encode().unwrap(), "eventSource": "aws:sqs"}));
+    }
+    let sqs_event = json!({ "Records": records }).to_string();
+    let table = stack.api.store.table().to_owned();
+    let api_event = std::fs::read_to_string(root.join("events/api-list-webhooks.json")).unwrap();
+    figures.extend(
+        coldstart::figures(
+            "config-api",
+            bin_dir.join("config-api"),
+            &aws_env(&[
+                ("TABLE_NAME", table.clone()),
+                ("DELIVERY_QUEUE_URL", stack.api.queue_url.clone()),
+                ("ADMIN_TOKEN", "replace-with-your-admin-token".into()),
+            ]),
+            &api_event,
+            5,
+        )
+        .await,
+    );
+    figures.extend(
+        coldstart::figures(
+            "sender (10 deliveries in flight)",
+            bin_dir.join("sender"),
+            &aws_env(&[
+                ("TABLE_NAME", table.clone()),
+                ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8".into()),
+                ("DELIVERY_DEADLINE", "1s".into()),
+            ]),
+            &sqs_event,
+            5,
+        )
+        .await,
+    );
+    let sweep_event = std::fs::read_to_string(root.join("events/scheduled-sweep.json")).unwrap();
+    figures.extend(
+        coldstart::figures(
+            "sweeper",
+            bin_dir.join("sweeper"),
+            &aws_env(&[
+                ("TABLE_NAME", table.clone()),
+                ("MAIL_FROM", integration_tests::mail::verified_sender().await),
+                ("DEFAULT_NOTIFY_EMAIL", "ops@example.com".into()),
+            ]),
+            &sweep_event,
+            5,
+        )
+        .await,
+    );
+    for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
+        let path = root.join(".aws-sam/build").join(function).join("bootstrap");
+        if path.exists() {
+            figures.push(Figure::once(&format!("{function}: arm64 bootstrap from sam build"), "KiB", coldstart::size_kib(&path)));
+        }
+    }
+    results.section(
+        "Cold start and footprint",
+        "Each function's release binary (this machine's x86_64 build of the same profile as the Lambda build: opt-level s, LTO, one codegen unit, stripped, panic=abort) started against a minimal Lambda runtime API served by the bench, timed from process start to the POST of its first response; the first invocation does real work against the emulator (config-api: GET /projects/DEMO/webhooks; sender: a batch of 10 deliveries to endpoints that never answer, 1 s deadline, so peak RSS is taken with 10 deliveries in flight; sweeper: the scheduled sample). Peak RSS is VmHWM after the first response.",
+        figures,
+    );
+
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("\nbench finished in {elapsed:.0} s");
+    write_reports(&root, &results, elapsed);
+}
+
+fn write_reports(root: &std::path::Path, results: &Results, elapsed: f64) {
+    let json = serde_json::to_string_pretty(results).unwrap();
+    std::fs::write(root.join("bench/results.json"), json + "\n").unwrap();
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(md, "Written by `{}` (the bench took {elapsed:.0} s); every figure below is one that run printed. Timings are min / median / max over repeated runs on one machine in one run; compare ratios, not absolute times, across machines. Machine-readable: `bench/results.json`.\n", results.command);
+    let _ = writeln!(md, "Machine: {}.\n", results.machine.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    for section in &results.sections {
+        let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.method);
+        let _ = writeln!(md, "| figure | min | median | max | unit | runs | target |\n|---|---|---|---|---|---|---|");
+        for f in &section.figures {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                f.name,
+                num(f.min),
+                num(f.median),
+                num(f.max),
+                f.unit,
+                f.runs,
+                f.target.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(md);
+        if section.title == "AWS requests per unit of work" {
+            let _ = writeln!(md, "| unit of work | calls by operation |\n|---|---|");
+            for (what, calls) in &results.aws_calls {
+                let _ = writeln!(md, "| {what} | {} |", calls_line(calls));
+            }
+            let _ = writeln!(md);
+        }
+        if section.title == "Cost model" {
+            let _ = writeln!(md, "| scenario | USD per million deliveries, by service |\n|---|---|");
+            for c in &results.cost {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} |",
+                    c.scenario,
+                    c.per_million.iter().map(|(k, v)| format!("{k} {v:.3}")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let _ = writeln!(md);
+        }
+    }
+    let notes = std::fs::read_to_string(root.join("bench/NOTES.md")).unwrap_or_default();
+    if !notes.is_empty() {
+        let _ = writeln!(md, "{notes}");
+    }
+    std::fs::write(root.join("BENCHMARKS.md"), md).unwrap();
+}

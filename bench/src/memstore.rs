@@ -1,0 +1,53 @@
+//! An in-memory [`DeliveryStore`], so the sender's delivery path can be
+//! measured without the emulator dominating. Benchmarks only.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use shared::domain::{Timestamp, Webhook};
+use shared::ports::{DeliveryStore, StoreError, WebhookKey};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    webhooks: Mutex<HashMap<WebhookKey, Webhook>>,
+}
+
+impl MemoryStore {
+    pub fn insert(&self, hook: Webhook) {
+        self.lock().insert((hook.project.clone(), hook.id), hook);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookKey, Webhook>> {
+        self.webhooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl DeliveryStore for MemoryStore {
+    async fn get_many(&self, keys: &[WebhookKey]) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
+        let all = self.lock();
+        Ok(keys
+            .iter()
+            .filter_map(|k| all.get(k).map(|h| (k.clone(), h.clone())))
+            .collect())
+    }
+
+    async fn record_failure(&self, webhook: &Webhook, at: Timestamp, reason: &str, _due_now: bool) -> Result<(), StoreError> {
+        if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            hook.failing_since.get_or_insert(at);
+            hook.last_failure_at = Some(at);
+            hook.last_failure_reason = Some(reason.to_owned());
+            hook.failure_count += 1;
+        }
+        Ok(())
+    }
+
+    async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            hook.failing_since = None;
+            hook.last_failure_at = None;
+            hook.last_failure_reason = None;
+            hook.failure_count = 0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Sender throughput against a bare reqwest loop, and slow-endpoint isolation.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use futures::future::join_all;
+use sender::Sender;
+use shared::adapters::HttpPoster;
+use shared::adapters::http::{DELIVERY_ID_HEADER, EVENT_HEADER, USER_AGENT};
+use shared::domain::{
+    DeliveryMessage, Event, ProjectCode, PublishInput, Timestamp, Webhook, WebhookId, WebhookInput,
+};
+
+use crate::memstore::MemoryStore;
+use crate::receiver::Receiver;
+use crate::stats::Figure;
+
+pub const BATCH: usize = 10;
+
+fn project() -> ProjectCode {
+    ProjectCode::parse("BENCH").unwrap_or_else(|_| unreachable!("a valid code"))
+}
+
+fn webhook(endpoint: String) -> Webhook {
+    WebhookInput {
+        title: Some("bench".into()),
+        endpoint: Some(endpoint),
+        secret: Some("bench-secret".into()),
+        events: Some(vec!["run.completed".into()]),
+        ..WebhookInput::default()
+    }
+    .validate(&local_stack::local_rules())
+    .unwrap_or_else(|e| panic!("bench webhook: {e}"))
+    .into_webhook(WebhookId::generate(), project(), Timestamp::now())
+}
+
+/// The event of `shared/fixtures`-style size used by every run.
+pub fn event() -> Event {
+    let input: PublishInput = serde_json::from_str(
+        r#"{"event_name":"run.completed","timestamp":1650540194,"team_member_id":40,"payload":{"id":2,"cases":14,"passed":0,"failed":0,"blocked":0,"duration":0}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    input
+        .validate(project(), Timestamp::now())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One SQS batch of messages to `hooks`, as the event source mapping sends it.
+fn batch(event: &Event, hooks: &[Webhook]) -> SqsEvent {
+    let envelope = event.envelope().unwrap_or_else(|e| panic!("{e}"));
+    let mut sqs = SqsEvent::default();
+    for (i, hook) in hooks.iter().enumerate() {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{i}"));
+        record.body = DeliveryMessage::new(event, hook.id, envelope.clone()).encode().ok();
+        sqs.records.push(record);
+    }
+    sqs
+}
+
+fn sender_over(hooks: &[Webhook], deadline: Duration) -> Sender<MemoryStore> {
+    let store = MemoryStore::default();
+    for hook in hooks {
+        store.insert(hook.clone());
+    }
+    let http = HttpPoster::new(local_stack::local_rules().addresses, deadline).unwrap_or_else(|e| panic!("{e}"));
+    Sender::new(store, http, BATCH)
+}
+
+/// Deliveries per second through `Sender::handle`, batch after batch.
+async fn sender_run(sender: &Sender<MemoryStore>, batches: &[SqsEvent]) -> f64 {
+    let started = Instant::now();
+    for event in batches {
+        let response = sender.handle(event.clone()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    (batches.len() * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Deliveries per second for plain reqwest POSTs: the same payload, headers,
+/// receiver and concurrency (waves of 10).
+async fn bare_run(client: &reqwest::Client, urls: &[String], body: &str, waves: usize) -> f64 {
+    let started = Instant::now();
+    for _ in 0..waves {
+        let posts = urls.iter().map(|url| {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header(DELIVERY_ID_HEADER, uuid::Uuid::now_v7().to_string())
+                .header(EVENT_HEADER, "run.completed")
+                .header("x-qase-secret", "bench-secret")
+                .body(body.to_owned())
+                .send()
+        });
+        for response in join_all(posts).await {
+            let response = response.unwrap_or_else(|e| panic!("bare POST: {e}"));
+            assert!(response.status().is_success());
+            let _ = response.bytes().await;
+        }
+    }
+    (waves * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sender vs bare reqwest: `runs` interleaved runs of `waves` x 10 deliveries.
+pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
+    let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let hooks: Vec<Webhook> = (0..BATCH).map(|i| webhook(rx.url(&format!("/ok/{i}")))).collect();
+    let event = event();
+    let batches: Vec<SqsEvent> = (0..waves).map(|_| batch(&event, &hooks)).collect();
+    let sender = sender_over(&hooks, Duration::from_secs(15));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let urls: Vec<String> = hooks.iter().map(|h| h.endpoint.to_string()).collect();
+    let body = event.envelope().unwrap_or_else(|e| panic!("{e}")).get().to_owned();
+
+    // Warm both clients' connection pools.
+    sender_run(&sender, &batches[..2]).await;
+    bare_run(&client, &urls, &body, 2).await;
+    let (mut ours, mut bare, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let s = sender_run(&sender, &batches).await;
+        let b = bare_run(&client, &urls, &body, waves).await;
+        ours.push(s);
+        bare.push(b);
+        ratio.push(s / b);
+    }
+    rx.log.take();
+    let batch_seconds = BATCH as f64 / crate::stats::quantile(&ours, 0.5);
+    (
+        vec![
+            Figure::new("sender delivery path", "deliveries/s", &ours),
+            Figure::new("bare reqwest POST loop", "deliveries/s", &bare),
+            Figure::new("sender / bare ratio", "ratio", &ratio).with_target(">= 0.9"),
+        ],
+        batch_seconds,
+    )
+}
+
+/// One batch where one endpoint never answers, against a short deadline.
+pub async fn isolation(runs: usize, deadline: Duration) -> Vec<Figure> {
+    let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut hooks: Vec<Webhook> = (0..BATCH - 1).map(|i| webhook(rx.url(&format!("/fast/{i}")))).collect();
+    hooks.push(webhook(rx.url("/slow")));
+    let sender = sender_over(&hooks, deadline);
+    let event = event();
+    let (mut nine, mut total) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        rx.log.take();
+        let started = Instant::now();
+        sender.handle(batch(&event, &hooks)).await;
+        total.push(started.elapsed().as_secs_f64() * 1000.0);
+        let fast: Vec<Instant> = rx
+            .log
+            .take()
+            .into_iter()
+            .filter(|(path, _, _)| path.starts_with("/fast/"))
+            .map(|(_, _, at)| at)
+            .collect();
+        assert_eq!(fast.len(), BATCH - 1, "the 9 fast endpoints were reached");
+        let last = fast.iter().max().copied().unwrap_or(started);
+        nine.push(last.duration_since(started).as_secs_f64() * 1000.0);
+    }
+    let deadline_ms = deadline.as_secs_f64() * 1000.0;
+    vec![
+        Figure::new("9 fast endpoints all received after", "ms", &nine),
+        Figure::new("batch with one silent endpoint took", "ms", &total)
+            .with_target(&format!("deadline {deadline_ms:.0} ms + a few ms")),
+    ]
+}
