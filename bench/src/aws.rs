@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use config_api::{AdminToken, AppState};
 use futures::stream::{self, StreamExt};
-use integration_tests::api::{ADMIN, Api};
 use integration_tests::counting::{CallCounter, counting_queue, counting_store};
 use integration_tests::stack::{Stack, loopback_policy};
 use sender::Sender;
@@ -16,7 +14,7 @@ use sender::poller::poll_once;
 use serde_json::{Value, json};
 use shared::adapters::{HttpPoster, SesMailer};
 use shared::domain::notice::{DEFAULT_WINDOW, cutoff};
-use shared::domain::{ApiToken, NoticeSettings, ProjectCode, Timestamp, WebhookId};
+use shared::domain::{NoticeSettings, ProjectCode, Timestamp, WebhookId};
 use shared::ports::{DeliveryStore, WebhookStore};
 
 use crate::receiver::Receiver;
@@ -39,24 +37,32 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
     let path = if failing { "/fail" } else { "/ok" };
     for i in 0..10 {
-        stack.webhook("COUNT", &rx.url(&format!("{path}/{i}")), &["run.completed"], None).await;
+        stack
+            .webhook(
+                "COUNT",
+                &rx.url(&format!("{path}/{i}")),
+                &["run.completed"],
+                None,
+            )
+            .await;
     }
     let (store, dynamo) = counting_store(stack.api.store.table()).await;
     let (queue, sqs) = counting_queue(&stack.api.queue_url).await;
-    let api = Api {
-        router: config_api::router(AppState::new(
-            store.clone(),
-            queue.clone(),
-            AdminToken::new(&ApiToken::presented(ADMIN)),
-            local_stack::local_rules(),
-        )),
-        ..stack.api.clone()
-    };
+    let api = stack.api.over(store.clone(), queue.clone());
     let reply = api
-        .admin("POST", "/projects/COUNT/events", Some(json!({"event_name": "run.completed", "payload": {}})))
+        .admin(
+            "POST",
+            "/projects/COUNT/events",
+            Some(json!({"event_name": "run.completed", "payload": {}})),
+        )
         .await;
     assert_eq!(reply.body["deliveries"], 10);
-    let sender = Sender::new(store, HttpPoster::new(loopback_policy(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}")), 10);
+    let sender = Sender::new(
+        store,
+        HttpPoster::new(loopback_policy(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}")),
+        10,
+    );
     let mut received = 0;
     while received < 10 {
         received += poll_once(&sender, queue.client(), &stack.api.queue_url, 1)
@@ -71,21 +77,24 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
 pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
     for _ in 0..subscribers {
-        stack.webhook("FANOUT", "http://127.0.0.1:9/unused", &["run.completed"], None).await;
+        stack
+            .webhook(
+                "FANOUT",
+                "http://127.0.0.1:9/unused",
+                &["run.completed"],
+                None,
+            )
+            .await;
     }
     let (store, dynamo) = counting_store(stack.api.store.table()).await;
     let (queue, sqs) = counting_queue(&stack.api.queue_url).await;
-    let api = Api {
-        router: config_api::router(AppState::new(
-            store,
-            queue,
-            AdminToken::new(&ApiToken::presented(ADMIN)),
-            local_stack::local_rules(),
-        )),
-        ..stack.api.clone()
-    };
+    let api = stack.api.over(store, queue);
     let reply = api
-        .admin("POST", "/projects/FANOUT/events", Some(json!({"event_name": "run.completed", "payload": {}})))
+        .admin(
+            "POST",
+            "/projects/FANOUT/events",
+            Some(json!({"event_name": "run.completed", "payload": {}})),
+        )
         .await;
     assert_eq!(reply.body["deliveries"], subscribers);
     per(&[&dynamo, &sqs], 1.0)
@@ -95,12 +104,19 @@ pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
 pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
     let stack = Stack::start().await;
     let now = Timestamp::now();
-    let created = stack.api.create_webhook("SWEEP", integration_tests::api::webhook_body("bulk")).await;
-    let id = WebhookId::parse(created["id"].as_str().unwrap_or_default()).unwrap_or_else(|| unreachable!());
+    let created = stack
+        .api
+        .create_webhook("SWEEP", integration_tests::api::webhook_body("bulk"))
+        .await;
+    let id = WebhookId::parse(created["id"].as_str().unwrap_or_default())
+        .unwrap_or_else(|| unreachable!());
     let template = stack
         .api
         .store
-        .get(&ProjectCode::parse("SWEEP").unwrap_or_else(|_| unreachable!()), id)
+        .get(
+            &ProjectCode::parse("SWEEP").unwrap_or_else(|_| unreachable!()),
+            id,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| unreachable!());
@@ -108,14 +124,20 @@ pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
         .map(|i| {
             let mut hook = template.clone();
             hook.id = WebhookId::generate();
-            hook.project = ProjectCode::parse(&format!("S{}", i % 100)).unwrap_or_else(|_| unreachable!());
+            hook.project =
+                ProjectCode::parse(&format!("S{}", i % 100)).unwrap_or_else(|_| unreachable!());
             hook
         })
         .collect();
     integration_tests::bulk_insert(&stack.api.store, &hooks).await;
     let long_ago = cutoff(now, Duration::from_secs(3 * 24 * 3600));
     for hook in &hooks[..5] {
-        stack.api.store.record_failure(hook, long_ago, "HTTP 503", false).await.unwrap_or_else(|e| panic!("{e}"));
+        stack
+            .api
+            .store
+            .record_failure(hook, long_ago, "HTTP 503", false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let (store, dynamo) = counting_store(stack.api.store.table()).await;
     let sweeper = sweeper::Sweeper::new(
@@ -138,28 +160,37 @@ pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
     (report.examined, calls)
 }
 
+/// Concurrent queue pollers: what the Lambda SQS event source mapping starts with.
+const POLLERS: usize = 5;
+
 /// `events` events published through the API to one webhook on the local
 /// stack: publish-to-receipt latency and deliveries per second.
 pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
     let stack = Arc::new(Stack::start().await);
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
-    stack.webhook("E2E", &rx.url("/e2e"), &["run.completed"], None).await;
+    stack
+        .webhook("E2E", &rx.url("/e2e"), &["run.completed"], None)
+        .await;
     let done = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (stack, done) = (Arc::clone(&stack), Arc::clone(&done));
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let _ = poll_once(&stack.sender, &stack.sqs, &stack.api.queue_url, 1).await;
-            }
+    let pollers: Vec<_> = (0..POLLERS)
+        .map(|_| {
+            let (stack, done) = (Arc::clone(&stack), Arc::clone(&done));
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    let _ = poll_once(&stack.sender, &stack.sqs, &stack.api.queue_url, 1).await;
+                }
+            })
         })
-    };
+        .collect();
     let started = Instant::now();
     let publish_times: Vec<(usize, Instant, f64)> = stream::iter(0..events)
         .map(|seq| {
             let stack = Arc::clone(&stack);
             async move {
                 let at = Instant::now();
-                stack.publish("E2E", "run.completed", json!({ "seq": seq })).await;
+                stack
+                    .publish("E2E", "run.completed", json!({ "seq": seq }))
+                    .await;
                 (seq, at, at.elapsed().as_secs_f64() * 1000.0)
             }
         })
@@ -171,7 +202,9 @@ pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     done.store(true, Ordering::Relaxed);
-    let _ = poller.await;
+    for poller in pollers {
+        let _ = poller.await;
+    }
     let mut sent_at = vec![started; events];
     for (seq, at, _) in &publish_times {
         sent_at[*seq] = *at;
@@ -182,11 +215,10 @@ pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
     let mut last = started;
     for (_, body, at) in &received {
         let envelope: Value = serde_json::from_slice(body).unwrap_or_default();
-        if let Some(seq) = envelope["payload"]["seq"].as_u64().map(|s| s as usize) {
-            if seq < events && seen.insert(seq) {
-                latencies.push(at.duration_since(sent_at[seq]).as_secs_f64() * 1000.0);
-                last = last.max(*at);
-            }
+        let seq = envelope["payload"]["seq"].as_u64().map(|s| s as usize);
+        if let Some(seq) = seq.filter(|s| *s < events && seen.insert(*s)) {
+            latencies.push(at.duration_since(sent_at[seq]).as_secs_f64() * 1000.0);
+            last = last.max(*at);
         }
     }
     let missing = events - seen.len();
@@ -194,11 +226,23 @@ pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
     let publish_ms: Vec<f64> = publish_times.iter().map(|(_, _, ms)| *ms).collect();
     (
         vec![
-            Figure::once("publish-to-receipt latency p50", "ms", quantile(&latencies, 0.5)),
-            Figure::once("publish-to-receipt latency p99", "ms", quantile(&latencies, 0.99)),
+            Figure::once(
+                "publish-to-receipt latency p50",
+                "ms",
+                quantile(&latencies, 0.5),
+            ),
+            Figure::once(
+                "publish-to-receipt latency p99",
+                "ms",
+                quantile(&latencies, 0.99),
+            ),
             Figure::once("end-to-end deliveries", "deliveries/s", rate),
             Figure::once("deliveries missing", "count", missing as f64).with_target("0"),
-            Figure::new("publish call through the API (emulated DynamoDB + SQS)", "ms", &publish_ms),
+            Figure::new(
+                "publish call through the API (emulated DynamoDB + SQS)",
+                "ms",
+                &publish_ms,
+            ),
         ],
         quantile(&publish_ms, 0.5),
     )

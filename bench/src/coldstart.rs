@@ -46,7 +46,10 @@ async fn next(State(state): State<Shared>) -> (StatusCode, HeaderMap, String) {
         .map(|d| d.as_millis() + 60_000)
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static("bench-request"));
+    headers.insert(
+        "lambda-runtime-aws-request-id",
+        HeaderValue::from_static("bench-request"),
+    );
     if let Ok(v) = HeaderValue::from_str(&deadline.to_string()) {
         headers.insert("lambda-runtime-deadline-ms", v);
     }
@@ -69,18 +72,27 @@ async fn failed(State(state): State<Shared>) -> StatusCode {
 
 /// One cold start: answers the time to the first response, and the process's
 /// peak resident set size in KiB at that moment.
-pub async fn cold_start(binary: &Path, env: &[(&str, String)], event: &str) -> Result<(f64, u64), String> {
+pub async fn cold_start(
+    binary: &Path,
+    env: &[(&str, String)],
+    event: &str,
+) -> Result<(f64, u64), String> {
     let state: Shared = Arc::new(Mutex::new(Runtime {
         event: event.to_owned(),
         ..Runtime::default()
     }));
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(failed))
         .route("/2018-06-01/runtime/init/error", post(failed))
         .with_state(Arc::clone(&state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -133,11 +145,19 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// Size of a file in KiB.
 pub fn size_kib(path: &Path) -> f64 {
-    std::fs::metadata(path).map(|m| m.len() as f64 / 1024.0).unwrap_or(f64::NAN)
+    std::fs::metadata(path)
+        .map(|m| m.len() as f64 / 1024.0)
+        .unwrap_or(f64::NAN)
 }
 
 /// Cold starts of one function, `runs` times.
-pub async fn figures(name: &str, binary: PathBuf, env: &[(&str, String)], event: &str, runs: usize) -> Vec<Figure> {
+pub async fn figures(
+    name: &str,
+    binary: PathBuf,
+    env: &[(&str, String)],
+    event: &str,
+    runs: usize,
+) -> Vec<Figure> {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
@@ -150,8 +170,20 @@ pub async fn figures(name: &str, binary: PathBuf, env: &[(&str, String)], event:
         }
     }
     vec![
-        Figure::new(&format!("{name}: process start to first handled invocation"), "ms", &times),
-        Figure::new(&format!("{name}: peak RSS after the first invocation"), "KiB", &rss),
-        Figure::once(&format!("{name}: stripped release binary (x86_64)"), "KiB", size_kib(&binary)),
+        Figure::new(
+            &format!("{name}: process start to first handled invocation"),
+            "ms",
+            &times,
+        ),
+        Figure::new(
+            &format!("{name}: peak RSS after the first invocation"),
+            "KiB",
+            &rss,
+        ),
+        Figure::once(
+            &format!("{name}: stripped release binary (x86_64)"),
+            "KiB",
+            size_kib(&binary),
+        ),
     ]
 }

@@ -34,10 +34,16 @@ pub struct Cost {
 
 /// `calls`: AWS calls per delivery (counted), `sender_batch_s`: handler time
 /// of a 10-record batch, `publish_s`: handler time of one publish.
-pub fn model(scenario: &str, calls: &BTreeMap<String, f64>, sender_batch_s: f64, publish_s: f64) -> Cost {
+pub fn model(
+    scenario: &str,
+    calls: &BTreeMap<String, f64>,
+    sender_batch_s: f64,
+    publish_s: f64,
+) -> Cost {
     let get = |op: &str| calls.get(op).copied().unwrap_or(0.0);
     let per_publish = 1.0 / FANOUT;
-    let sqs = (get("SendMessageBatch") + get("ReceiveMessage") + get("DeleteMessageBatch")) * SQS_REQUEST;
+    let sqs =
+        (get("SendMessageBatch") + get("ReceiveMessage") + get("DeleteMessageBatch")) * SQS_REQUEST;
     let lambda_requests = (get("ReceiveMessage") + per_publish) * LAMBDA_REQUEST;
     let lambda_compute = (sender_batch_s * get("ReceiveMessage") + publish_s * per_publish)
         * LAMBDA_MEMORY_GB

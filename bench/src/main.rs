@@ -55,7 +55,11 @@ impl Results {
 }
 
 fn line(f: &Figure) -> String {
-    let target = f.target.as_deref().map(|t| format!(" (target {t})")).unwrap_or_default();
+    let target = f
+        .target
+        .as_deref()
+        .map(|t| format!(" (target {t})"))
+        .unwrap_or_default();
     if f.runs > 1 {
         format!(
             "{}: min {} / median {} / max {} {} over {} runs{target}",
@@ -86,15 +90,25 @@ fn num(v: f64) -> String {
 fn machine() -> BTreeMap<String, String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|kib| kib.parse::<f64>().ok())
         .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     BTreeMap::from([
         ("cpu".into(), cpu),
@@ -106,7 +120,11 @@ fn machine() -> BTreeMap<String, String> {
 }
 
 fn calls_line(calls: &BTreeMap<String, f64>) -> String {
-    calls.iter().map(|(op, n)| format!("{op} {}", num(*n))).collect::<Vec<_>>().join(", ")
+    calls
+        .iter()
+        .map(|(op, n)| format!("{op} {}", num(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::main]
@@ -147,21 +165,52 @@ async fn main() {
     let healthy = aws::per_delivery(false).await;
     let failing = aws::per_delivery(true).await;
     let mut figures = vec![
-        Figure::once("AWS calls per healthy delivery", "calls", healthy.values().sum()),
-        Figure::once("AWS calls per failing delivery", "calls", failing.values().sum()),
+        Figure::once(
+            "AWS calls per healthy delivery",
+            "calls",
+            healthy.values().sum(),
+        ),
+        Figure::once(
+            "AWS calls per failing delivery",
+            "calls",
+            failing.values().sum(),
+        ),
     ];
-    results.aws_calls.insert("per healthy delivery".into(), healthy.clone());
-    results.aws_calls.insert("per failing delivery".into(), failing.clone());
+    results
+        .aws_calls
+        .insert("per healthy delivery".into(), healthy.clone());
+    results
+        .aws_calls
+        .insert("per failing delivery".into(), failing.clone());
     for n in [1, 10, 100] {
         let calls = aws::per_publish(n).await;
-        figures.push(Figure::once(&format!("AWS calls per publish to {n} subscribers"), "calls", calls.values().sum()));
-        results.aws_calls.insert(format!("per publish to {n} subscribers"), calls);
+        figures.push(Figure::once(
+            &format!("AWS calls per publish to {n} subscribers"),
+            "calls",
+            calls.values().sum(),
+        ));
+        results
+            .aws_calls
+            .insert(format!("per publish to {n} subscribers"), calls);
     }
     for total in [1_000, 10_000] {
         let (read, calls) = aws::per_sweep(total).await;
-        figures.push(Figure::once(&format!("items read by a sweep over {total} webhooks, 5 due"), "items", read as f64).with_target("5"));
-        figures.push(Figure::once(&format!("AWS calls per sweep over {total} webhooks, 5 due"), "calls", calls.values().sum()));
-        results.aws_calls.insert(format!("per sweep over {total} webhooks, 5 due"), calls);
+        figures.push(
+            Figure::once(
+                &format!("items read by a sweep over {total} webhooks, 5 due"),
+                "items",
+                read as f64,
+            )
+            .with_target("5"),
+        );
+        figures.push(Figure::once(
+            &format!("AWS calls per sweep over {total} webhooks, 5 due"),
+            "calls",
+            calls.values().sum(),
+        ));
+        results
+            .aws_calls
+            .insert(format!("per sweep over {total} webhooks, 5 due"), calls);
     }
     for (what, calls) in &results.aws_calls {
         println!("calls {what}: {}", calls_line(calls));
@@ -176,24 +225,37 @@ async fn main() {
     let (figures, publish_ms) = aws::end_to_end(1_000).await;
     results.section(
         "End to end on the local stack",
-        "1,000 events published through the config API router (8 at a time) to one webhook pointing at a loopback receiver, delivered by the sender fed from the emulated SQS queue by the local poller; latency from the start of each publish to its receipt.",
+        "1,000 events published through the config API router (8 at a time) to one webhook pointing at a loopback receiver, delivered by the sender fed from the emulated SQS queue by 5 pollers (the number of pollers the Lambda SQS event source mapping starts with); latency from the start of each publish to its receipt.",
         figures,
     );
 
     // 4. Cost.
-    for (scenario, calls) in [("healthy webhooks", &healthy), ("failing webhooks", &failing)] {
+    for (scenario, calls) in [
+        ("healthy webhooks", &healthy),
+        ("failing webhooks", &failing),
+    ] {
         let c = cost::model(scenario, calls, batch_s, publish_ms / 1000.0);
         println!(
             "cost per million deliveries ({scenario}): ${:.2} ({})",
             c.total_per_million,
-            c.per_million.iter().map(|(k, v)| format!("{k} ${v:.3}")).collect::<Vec<_>>().join(", ")
+            c.per_million
+                .iter()
+                .map(|(k, v)| format!("{k} ${v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         results.cost.push(c);
     }
     let cost_figures = results
         .cost
         .iter()
-        .map(|c| Figure::once(&format!("dollars per million deliveries, {}", c.scenario), "USD", c.total_per_million))
+        .map(|c| {
+            Figure::once(
+                &format!("dollars per million deliveries, {}", c.scenario),
+                "USD",
+                c.total_per_million,
+            )
+        })
         .collect();
     results.section(
         "Cost model",
@@ -220,15 +282,31 @@ async fn main() {
     };
     let stack = integration_tests::stack::Stack::start().await;
     let rx = receiver::Receiver::start().await.unwrap();
-    let mut records = Vec::new();
     let event = speed::event();
     let envelope = event.envelope().unwrap();
-    for i in 0..10 {
-        let id = stack.webhook("BENCH", &rx.url(&format!("/slow/{i}")), &["run.completed"], None).await;
-        let message = shared::domain::DeliveryMessage::new(&event, shared::domain::WebhookId::parse(&id).unwrap(), envelope.clone());
-        records.push(json!({"messageId": format!("m{i}"), "body": message.encode().unwrap(), "eventSource": "aws:sqs"}));
+    // One SQS batch of 10 to answering endpoints, one to silent ones.
+    let mut batch_of = Vec::new();
+    for path in ["/ok", "/slow"] {
+        let mut records = Vec::new();
+        for i in 0..10 {
+            let id = stack
+                .webhook(
+                    "BENCH",
+                    &rx.url(&format!("{path}/{i}")),
+                    &["run.completed"],
+                    None,
+                )
+                .await;
+            let message = shared::domain::DeliveryMessage::new(
+                &event,
+                shared::domain::WebhookId::parse(&id).unwrap(),
+                envelope.clone(),
+            );
+            records.push(json!({"messageId": format!("m{i}"), "body": message.encode().unwrap(), "eventSource": "aws:sqs"}));
+        }
+        batch_of.push(json!({ "Records": records }).to_string());
     }
-    let sqs_event = json!({ "Records": records }).to_string();
+    let (fast_batch, slow_batch) = (batch_of[0].clone(), batch_of[1].clone());
     let table = stack.api.store.table().to_owned();
     let api_event = std::fs::read_to_string(root.join("events/api-list-webhooks.json")).unwrap();
     figures.extend(
@@ -245,20 +323,34 @@ async fn main() {
         )
         .await,
     );
+    let sender_env = aws_env(&[
+        ("TABLE_NAME", table.clone()),
+        ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8".into()),
+        ("DELIVERY_DEADLINE", "1s".into()),
+    ]);
     figures.extend(
         coldstart::figures(
-            "sender (10 deliveries in flight)",
+            "sender",
             bin_dir.join("sender"),
-            &aws_env(&[
-                ("TABLE_NAME", table.clone()),
-                ("ENDPOINT_ALLOW_CIDRS", "127.0.0.0/8".into()),
-                ("DELIVERY_DEADLINE", "1s".into()),
-            ]),
-            &sqs_event,
+            &sender_env,
+            &fast_batch,
             5,
         )
         .await,
     );
+    let mut in_flight = Vec::new();
+    for _ in 0..5 {
+        if let Ok((_, kib)) =
+            coldstart::cold_start(&bin_dir.join("sender"), &sender_env, &slow_batch).await
+        {
+            in_flight.push(kib as f64);
+        }
+    }
+    figures.push(Figure::new(
+        "sender: peak RSS with 10 deliveries in flight",
+        "KiB",
+        &in_flight,
+    ));
     let sweep_event = std::fs::read_to_string(root.join("events/scheduled-sweep.json")).unwrap();
     figures.extend(
         coldstart::figures(
@@ -266,7 +358,10 @@ async fn main() {
             bin_dir.join("sweeper"),
             &aws_env(&[
                 ("TABLE_NAME", table.clone()),
-                ("MAIL_FROM", integration_tests::mail::verified_sender().await),
+                (
+                    "MAIL_FROM",
+                    integration_tests::mail::verified_sender().await,
+                ),
                 ("DEFAULT_NOTIFY_EMAIL", "ops@example.com".into()),
             ]),
             &sweep_event,
@@ -277,12 +372,16 @@ async fn main() {
     for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
         let path = root.join(".aws-sam/build").join(function).join("bootstrap");
         if path.exists() {
-            figures.push(Figure::once(&format!("{function}: arm64 bootstrap from sam build"), "KiB", coldstart::size_kib(&path)));
+            figures.push(Figure::once(
+                &format!("{function}: arm64 bootstrap from sam build"),
+                "KiB",
+                coldstart::size_kib(&path),
+            ));
         }
     }
     results.section(
         "Cold start and footprint",
-        "Each function's release binary (this machine's x86_64 build of the same profile as the Lambda build: opt-level s, LTO, one codegen unit, stripped, panic=abort) started against a minimal Lambda runtime API served by the bench, timed from process start to the POST of its first response; the first invocation does real work against the emulator (config-api: GET /projects/DEMO/webhooks; sender: a batch of 10 deliveries to endpoints that never answer, 1 s deadline, so peak RSS is taken with 10 deliveries in flight; sweeper: the scheduled sample). Peak RSS is VmHWM after the first response.",
+        "Each function's release binary (this machine's x86_64 build of the same profile as the Lambda build: opt-level s, LTO, one codegen unit, stripped, panic=abort) started against a minimal Lambda runtime API served by the bench, timed from process start to the POST of its first response; the first invocation does real work against the emulator (config-api: GET /projects/DEMO/webhooks; sender: a batch of 10 deliveries to a loopback receiver; sweeper: the scheduled sample). Peak RSS is VmHWM after the first response; for the in-flight figure the sender's batch goes to 10 endpoints that never answer, with a 1 s deadline, so all 10 requests are open at once.",
         figures,
     );
 
@@ -291,16 +390,47 @@ async fn main() {
     write_reports(&root, &results, elapsed);
 }
 
+/// Whether a figure meets a target of the form `>= x`, `<= x` or `x`.
+fn target_met(f: &Figure) -> Option<bool> {
+    let target = f.target.as_deref()?.trim();
+    if let Some(bound) = target.strip_prefix(">=") {
+        return bound.trim().parse::<f64>().ok().map(|b| f.median >= b);
+    }
+    if let Some(bound) = target.strip_prefix("<=") {
+        return bound.trim().parse::<f64>().ok().map(|b| f.median <= b);
+    }
+    target
+        .parse::<f64>()
+        .ok()
+        .map(|exact| (f.median - exact).abs() < 1e-9 && (f.max - exact).abs() < 1e-9)
+}
+
 fn write_reports(root: &std::path::Path, results: &Results, elapsed: f64) {
     let json = serde_json::to_string_pretty(results).unwrap();
     std::fs::write(root.join("bench/results.json"), json + "\n").unwrap();
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
-    let _ = writeln!(md, "Written by `{}` (the bench took {elapsed:.0} s); every figure below is one that run printed. Timings are min / median / max over repeated runs on one machine in one run; compare ratios, not absolute times, across machines. Machine-readable: `bench/results.json`.\n", results.command);
-    let _ = writeln!(md, "Machine: {}.\n", results.machine.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        md,
+        "Written by `{}` (the bench took {elapsed:.0} s); every figure below is one that run printed. Timings are min / median / max over repeated runs on one machine in one run; compare ratios, not absolute times, across machines. Machine-readable: `bench/results.json`.\n",
+        results.command
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {}.\n",
+        results
+            .machine
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for section in &results.sections {
         let _ = writeln!(md, "## {}\n\n{}\n", section.title, section.method);
-        let _ = writeln!(md, "| figure | min | median | max | unit | runs | target |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| figure | min | median | max | unit | runs | target |\n|---|---|---|---|---|---|---|"
+        );
         for f in &section.figures {
             let _ = writeln!(
                 md,
@@ -323,18 +453,44 @@ fn write_reports(root: &std::path::Path, results: &Results, elapsed: f64) {
             let _ = writeln!(md);
         }
         if section.title == "Cost model" {
-            let _ = writeln!(md, "| scenario | USD per million deliveries, by service |\n|---|---|");
+            let _ = writeln!(
+                md,
+                "| scenario | USD per million deliveries, by service |\n|---|---|"
+            );
             for c in &results.cost {
                 let _ = writeln!(
                     md,
                     "| {} | {} |",
                     c.scenario,
-                    c.per_million.iter().map(|(k, v)| format!("{k} {v:.3}")).collect::<Vec<_>>().join(", ")
+                    c.per_million
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             let _ = writeln!(md);
         }
     }
+    let _ = writeln!(md, "## Targets\n");
+    for section in &results.sections {
+        for f in section.figures.iter().filter(|f| f.target.is_some()) {
+            let verdict = match target_met(f) {
+                Some(true) => "met",
+                Some(false) => "MISSED (see below)",
+                None => "for reading, not a pass/fail bound",
+            };
+            let _ = writeln!(
+                md,
+                "- {}: median {} {}, target {}: {verdict}.",
+                f.name,
+                num(f.median),
+                f.unit,
+                f.target.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(md);
     let notes = std::fs::read_to_string(root.join("bench/NOTES.md")).unwrap_or_default();
     if !notes.is_empty() {
         let _ = writeln!(md, "{notes}");

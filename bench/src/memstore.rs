@@ -18,12 +18,17 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookKey, Webhook>> {
-        self.webhooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl DeliveryStore for MemoryStore {
-    async fn get_many(&self, keys: &[WebhookKey]) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
+    async fn get_many(
+        &self,
+        keys: &[WebhookKey],
+    ) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
         let all = self.lock();
         Ok(keys
             .iter()
@@ -31,7 +36,13 @@ impl DeliveryStore for MemoryStore {
             .collect())
     }
 
-    async fn record_failure(&self, webhook: &Webhook, at: Timestamp, reason: &str, _due_now: bool) -> Result<(), StoreError> {
+    async fn record_failure(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+        _due_now: bool,
+    ) -> Result<(), StoreError> {
         if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
             hook.failing_since.get_or_insert(at);
             hook.last_failure_at = Some(at);

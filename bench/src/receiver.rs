@@ -52,7 +52,9 @@ async fn handle(State(log): State<Log>, request: Request) -> StatusCode {
         StatusCode::OK
     };
     let slow = path.starts_with("/slow");
-    let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
     log.0
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

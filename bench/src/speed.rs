@@ -52,7 +52,9 @@ fn batch(event: &Event, hooks: &[Webhook]) -> SqsEvent {
     for (i, hook) in hooks.iter().enumerate() {
         let mut record = SqsMessage::default();
         record.message_id = Some(format!("m{i}"));
-        record.body = DeliveryMessage::new(event, hook.id, envelope.clone()).encode().ok();
+        record.body = DeliveryMessage::new(event, hook.id, envelope.clone())
+            .encode()
+            .ok();
         sqs.records.push(record);
     }
     sqs
@@ -63,7 +65,8 @@ fn sender_over(hooks: &[Webhook], deadline: Duration) -> Sender<MemoryStore> {
     for hook in hooks {
         store.insert(hook.clone());
     }
-    let http = HttpPoster::new(local_stack::local_rules().addresses, deadline).unwrap_or_else(|e| panic!("{e}"));
+    let http = HttpPoster::new(local_stack::local_rules().addresses, deadline)
+        .unwrap_or_else(|e| panic!("{e}"));
     Sender::new(store, http, BATCH)
 }
 
@@ -104,7 +107,9 @@ async fn bare_run(client: &reqwest::Client, urls: &[String], body: &str, waves: 
 /// Sender vs bare reqwest: `runs` interleaved runs of `waves` x 10 deliveries.
 pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let hooks: Vec<Webhook> = (0..BATCH).map(|i| webhook(rx.url(&format!("/ok/{i}")))).collect();
+    let hooks: Vec<Webhook> = (0..BATCH)
+        .map(|i| webhook(rx.url(&format!("/ok/{i}"))))
+        .collect();
     let event = event();
     let batches: Vec<SqsEvent> = (0..waves).map(|_| batch(&event, &hooks)).collect();
     let sender = sender_over(&hooks, Duration::from_secs(15));
@@ -115,7 +120,11 @@ pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let urls: Vec<String> = hooks.iter().map(|h| h.endpoint.to_string()).collect();
-    let body = event.envelope().unwrap_or_else(|e| panic!("{e}")).get().to_owned();
+    let body = event
+        .envelope()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get()
+        .to_owned();
 
     // Warm both clients' connection pools.
     sender_run(&sender, &batches[..2]).await;
@@ -143,7 +152,9 @@ pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
 /// One batch where one endpoint never answers, against a short deadline.
 pub async fn isolation(runs: usize, deadline: Duration) -> Vec<Figure> {
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let mut hooks: Vec<Webhook> = (0..BATCH - 1).map(|i| webhook(rx.url(&format!("/fast/{i}")))).collect();
+    let mut hooks: Vec<Webhook> = (0..BATCH - 1)
+        .map(|i| webhook(rx.url(&format!("/fast/{i}"))))
+        .collect();
     hooks.push(webhook(rx.url("/slow")));
     let sender = sender_over(&hooks, deadline);
     let event = event();

@@ -205,6 +205,21 @@ pub mod api {
             self.call(method, path, Some(ADMIN), body).await
         }
 
+        /// The same table and queue, served by a router over other clients of
+        /// them (e.g. counting ones), with the local stack's endpoint rules.
+        pub fn over<S: config_api::Store, Q: config_api::Queue>(&self, store: S, queue: Q) -> Self {
+            let state = config_api::AppState::new(
+                store,
+                queue,
+                config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
+                crate::stack::loopback_rules(),
+            );
+            Self {
+                router: config_api::router(state),
+                ..self.clone()
+            }
+        }
+
         /// Mints a project token with the admin token.
         pub async fn project_token(&self, project: &str) -> String {
             let reply = self
@@ -364,9 +379,16 @@ pub async fn bulk_insert(store: &DynamoStore, hooks: &[shared::domain::Webhook])
         let writes = chunk
             .iter()
             .map(|hook| {
-                let mut item: std::collections::HashMap<String, AttributeValue> = serde_dynamo::to_item(hook).unwrap();
-                item.insert("pk".into(), AttributeValue::S(format!("PROJECT#{}", hook.project)));
-                item.insert("sk".into(), AttributeValue::S(format!("WEBHOOK#{}", hook.id)));
+                let mut item: std::collections::HashMap<String, AttributeValue> =
+                    serde_dynamo::to_item(hook).unwrap();
+                item.insert(
+                    "pk".into(),
+                    AttributeValue::S(format!("PROJECT#{}", hook.project)),
+                );
+                item.insert(
+                    "sk".into(),
+                    AttributeValue::S(format!("WEBHOOK#{}", hook.id)),
+                );
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
                     .build()

@@ -7,30 +7,19 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use config_api::{AdminToken, AppState};
-use integration_tests::api::{ADMIN, Api};
 use integration_tests::counting::{counting_queue, counting_store};
 use integration_tests::receiver::Receiver;
-use integration_tests::stack::{Stack, loopback_policy, loopback_rules};
+use integration_tests::stack::{Stack, loopback_policy};
 use sender::Sender;
 use sender::poller::poll_once;
 use serde_json::json;
 use shared::adapters::HttpPoster;
-use shared::domain::ApiToken;
 
 #[tokio::test]
 async fn publishing_to_n_webhooks_costs_ceil_n_over_10_send_message_batch_calls() {
     let stack = Stack::start().await;
     let (queue, sqs_calls) = counting_queue(&stack.api.queue_url).await;
-    let api = Api {
-        router: config_api::router(AppState::new(
-            stack.api.store.clone(),
-            queue,
-            AdminToken::new(&ApiToken::presented(ADMIN)),
-            loopback_rules(),
-        )),
-        ..stack.api.clone()
-    };
+    let api = stack.api.over(stack.api.store.clone(), queue);
     let mut created = 0;
     for (n, expected_calls) in [(1, 1), (10, 1), (11, 2), (25, 3), (100, 10)] {
         while created < n {
@@ -129,15 +118,7 @@ async fn when_sqs_refuses_the_answer_says_nothing_was_queued() {
         .webhook("S", "http://127.0.0.1:9/x", &["run.completed"], None)
         .await;
     let (queue, _) = counting_queue(&format!("{}-deleted", stack.api.queue_url)).await;
-    let api = Api {
-        router: config_api::router(AppState::new(
-            stack.api.store.clone(),
-            queue,
-            AdminToken::new(&ApiToken::presented(ADMIN)),
-            loopback_rules(),
-        )),
-        ..stack.api.clone()
-    };
+    let api = stack.api.over(stack.api.store.clone(), queue);
     let reply = api
         .admin(
             "POST",
