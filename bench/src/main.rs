@@ -145,13 +145,17 @@ async fn main() {
     };
     println!("machine: {:?}", results.machine);
 
-    // 1. Throughput.
-    let (figures, batch_s) = speed::throughput(7, 300).await;
+    // 1. Throughput. `BENCH_ONLY=throughput` stops after it (for profiling).
+    let (figures, batch_s) = speed::throughput(15, 1_000).await;
     results.section(
         "Sender throughput vs a bare HTTP client",
-        "The sender's delivery path (`Sender::handle` on SQS batches of 10: decode, look up the webhooks through the storage port backed by an in-memory store, build the request, POST, classify, record) against a bare reqwest loop posting the same envelope and headers to the same loopback receiver in waves of 10. 3,000 deliveries per run, runs interleaved, after a warm-up.",
+        "The sender's delivery path (`Sender::handle` on SQS batches of 10: decode, look up the webhooks through the storage port backed by an in-memory store, build the request, POST, classify, record) against a bare reqwest loop posting the same envelope and headers to the same loopback receiver in waves of 10. 10,000 deliveries per run, 15 runs interleaved, after a warm-up.",
         figures,
     );
+
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "throughput") {
+        return;
+    }
 
     // 2. Isolation.
     let deadline = Duration::from_secs(2);

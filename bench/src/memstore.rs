@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use shared::domain::{Timestamp, Webhook};
+use shared::domain::{Timestamp, Webhook, WebhookId};
 use shared::ports::{DeliveryStore, StoreError, WebhookKey};
 
 #[derive(Debug, Default)]
@@ -28,11 +28,11 @@ impl DeliveryStore for MemoryStore {
     async fn get_many(
         &self,
         keys: &[WebhookKey],
-    ) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
+    ) -> Result<HashMap<WebhookId, Webhook>, StoreError> {
         let all = self.lock();
         Ok(keys
             .iter()
-            .filter_map(|k| all.get(k).map(|h| (k.clone(), h.clone())))
+            .filter_map(|k| all.get(k).map(|h| (h.id, h.clone())))
             .collect())
     }
 

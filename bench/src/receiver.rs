@@ -30,12 +30,24 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Serves on its own thread and single-threaded runtime, so the clients
+    /// being measured do not share their runtime's workers with it.
     pub async fn start() -> std::io::Result<Self> {
         let log = Log::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(log.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                    let _ = axum::serve(listener, app).await;
+                }
+            });
+        });
         Ok(Self { addr, log })
     }
 

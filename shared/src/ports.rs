@@ -102,12 +102,12 @@ pub type WebhookKey = (ProjectCode, WebhookId);
 
 /// What the sender needs: the batch's webhooks, and a place to record outcomes.
 pub trait DeliveryStore: Send + Sync {
-    /// The webhooks behind these keys, in as few reads as the store allows.
-    /// A key without a webhook (deleted) is absent from the map.
+    /// The webhooks behind these keys, by id, in as few reads as the store
+    /// allows. A key without a webhook (deleted) is absent from the map.
     fn get_many(
         &self,
         keys: &[WebhookKey],
-    ) -> impl Future<Output = Result<HashMap<WebhookKey, Webhook>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<WebhookId, Webhook>, StoreError>> + Send;
 
     /// Records a failed delivery: keeps the first `failing_since`, sets the
     /// last failure, counts it, and files the webhook in the sweeper's index.

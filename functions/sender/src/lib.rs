@@ -114,8 +114,10 @@ impl<S: DeliveryStore> Sender<S> {
         };
         let results: Vec<(String, Delivery)> = stream::iter(messages)
             .map(|(id, message)| {
-                let webhook = webhooks.get(&(message.project.clone(), message.webhook_id));
-                async move { (id, self.deliver(&message, webhook).await) }
+                let webhook = webhooks
+                    .get(&message.webhook_id)
+                    .filter(|hook| hook.project == message.project);
+                async move { (id, self.deliver(message, webhook).await) }
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -131,7 +133,7 @@ impl<S: DeliveryStore> Sender<S> {
 
     /// One delivery: check, POST, record. Never POSTs twice: once sent, the
     /// record is acknowledged whatever the bookkeeping does.
-    pub async fn deliver(&self, message: &DeliveryMessage, webhook: Option<&Webhook>) -> Delivery {
+    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) -> Delivery {
         let webhook = match eligible(webhook, message.event_name) {
             Ok(webhook) => webhook,
             Err(skip) => {
@@ -147,9 +149,22 @@ impl<S: DeliveryStore> Sender<S> {
             }
         };
         let started = Instant::now();
+        let DeliveryMessage {
+            delivery_id,
+            project,
+            event_name,
+            envelope,
+            ..
+        } = message;
         let outcome = self
             .http
-            .post(&webhook.endpoint, message, webhook.secret.as_ref())
+            .post(
+                &webhook.endpoint,
+                delivery_id,
+                event_name,
+                envelope,
+                webhook.secret.as_ref(),
+            )
             .await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let recorded = match decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout) {
@@ -166,17 +181,17 @@ impl<S: DeliveryStore> Sender<S> {
             }
         };
         if let Err(err) = recorded {
-            tracing::error!(delivery_id = %message.delivery_id, webhook_id = %webhook.id, error = %err, "could not record the outcome");
+            tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %err, "could not record the outcome");
         }
         let (result, reason) = match &outcome {
             Outcome::Delivered { .. } => ("delivered", None),
             Outcome::Failed { reason } => ("failed", Some(reason.to_string())),
         };
         tracing::info!(
-            delivery_id = %message.delivery_id,
-            project = %message.project,
+            delivery_id = %delivery_id,
+            project = %project,
             webhook_id = %webhook.id,
-            event_name = %message.event_name,
+            event_name = %event_name,
             outcome = result,
             reason,
             status = outcome.status(),

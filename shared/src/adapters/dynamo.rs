@@ -638,7 +638,7 @@ impl DeliveryStore for DynamoStore {
     async fn get_many(
         &self,
         keys: &[WebhookKey],
-    ) -> Result<HashMap<WebhookKey, Webhook>, StoreError> {
+    ) -> Result<HashMap<WebhookId, Webhook>, StoreError> {
         let mut unique: Vec<&WebhookKey> = keys.iter().collect();
         unique.sort();
         unique.dedup();
@@ -650,7 +650,7 @@ impl DeliveryStore for DynamoStore {
                 .collect();
             for item in self.batch_get(keys).await? {
                 let hook = from_webhook_item(item)?;
-                webhooks.insert((hook.project.clone(), hook.id), hook);
+                webhooks.insert(hook.id, hook);
             }
         }
         Ok(webhooks)

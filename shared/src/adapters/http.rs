@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::value::RawValue;
 use url::{Host, Url};
+use uuid::Uuid;
 
 use crate::domain::delivery::RESPONSE_BODY_CAP;
-use crate::domain::{
-    AddressPolicy, BlockedAddress, DeliveryMessage, FailureReason, Outcome, Secret,
-};
+use crate::domain::{AddressPolicy, BlockedAddress, EventName, FailureReason, Outcome, Secret};
 
 /// `User-Agent` of every delivery.
 pub const USER_AGENT: &str = concat!("ProjectWebhooks/", env!("CARGO_PKG_VERSION"));
@@ -93,11 +93,14 @@ impl HttpPoster {
         self.deadline
     }
 
-    /// POSTs the message's envelope to `endpoint` and classifies what came of it.
+    /// POSTs `envelope` (moved into the request, not copied) for one
+    /// delivery and classifies what came of it.
     pub async fn post(
         &self,
         endpoint: &Url,
-        message: &DeliveryMessage,
+        delivery_id: Uuid,
+        event_name: EventName,
+        envelope: Box<RawValue>,
         secret: Option<&Secret>,
     ) -> Outcome {
         if literal_ip(endpoint).is_some_and(|ip| self.policy.check(ip).is_err()) {
@@ -107,9 +110,9 @@ impl HttpPoster {
             .client
             .post(endpoint.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(DELIVERY_ID_HEADER, message.delivery_id.to_string())
-            .header(EVENT_HEADER, message.event_name.as_str())
-            .body(message.envelope.get().to_owned());
+            .header(DELIVERY_ID_HEADER, delivery_id.to_string())
+            .header(EVENT_HEADER, event_name.as_str())
+            .body(String::from(Box::<str>::from(envelope)));
         if let Some(secret) = secret {
             match HeaderValue::from_str(secret.expose()) {
                 Ok(mut value) => {
