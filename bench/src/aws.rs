@@ -12,8 +12,8 @@ use integration_tests::stack::{Stack, loopback_policy};
 use sender::Sender;
 use sender::poller::poll_once;
 use serde_json::{Value, json};
-use shared::adapters::{HttpPoster, SesMailer};
-use shared::domain::notice::{DEFAULT_WINDOW, cutoff};
+use shared::adapters::HttpPoster;
+use shared::domain::notice::cutoff;
 use shared::domain::{NoticeSettings, ProjectCode, Timestamp, WebhookId};
 use shared::ports::{DeliveryStore, WebhookStore};
 
@@ -140,16 +140,15 @@ pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let (store, dynamo) = counting_store(stack.api.store.table()).await;
-    let sweeper = sweeper::Sweeper::new(
-        store,
-        SesMailer::from_sdk(&integration_tests::sdk_config().await),
-        DEFAULT_WINDOW,
+    let sweeper = integration_tests::sweeper_over(
+        &store,
         NoticeSettings {
             from: integration_tests::mail::verified_sender().await,
             default_to: "ops@example.com".into(),
             ..NoticeSettings::default()
         },
-    );
+    )
+    .await;
     let report = sweeper
         .sweep(now, Instant::now() + Duration::from_secs(120))
         .await

@@ -327,6 +327,19 @@ pub mod stack {
             reply.body
         }
 
+        /// Takes up to 10 messages off the delivery queue without handling them.
+        pub async fn receive(&self) -> Vec<aws_sdk_sqs::types::Message> {
+            self.sqs
+                .receive_message()
+                .queue_url(&self.api.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default()
+        }
+
         /// One poll: up to 10 messages through the sender.
         pub async fn poll(&self) -> Poll {
             poll_once(&self.sender, &self.sqs, &self.api.queue_url, 0)
@@ -402,4 +415,18 @@ pub async fn bulk_insert(store: &DynamoStore, hooks: &[shared::domain::Webhook])
             .await
             .unwrap();
     }
+}
+
+/// A sweeper over `store` with the default 2-day window, mailing through the
+/// emulator's SES.
+pub async fn sweeper_over(
+    store: &DynamoStore,
+    notice: shared::domain::NoticeSettings,
+) -> sweeper::Sweeper<DynamoStore, shared::adapters::SesMailer> {
+    sweeper::Sweeper::new(
+        store.clone(),
+        shared::adapters::SesMailer::from_sdk(&sdk_config().await),
+        shared::domain::notice::DEFAULT_WINDOW,
+        notice,
+    )
 }

@@ -371,16 +371,7 @@ async fn a_malformed_record_fails_alone() {
         .webhook("M", &rx.url("/ok"), &["run.completed"], None)
         .await;
     stack.publish("M", "run.completed", run_payload()).await;
-    let good = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.api.queue_url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap()
-        .remove(0);
+    let good = stack.receive().await.remove(0);
     let mut event = SqsEvent::default();
     event.records = vec![
         sqs_record("bad-json", "{not json"),
@@ -415,15 +406,7 @@ async fn a_storage_fault_before_the_post_returns_the_records_for_retry() {
         .webhook("D", &rx.url("/ok"), &["run.completed"], None)
         .await;
     stack.publish("D", "run.completed", run_payload()).await;
-    let messages = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.api.queue_url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap();
+    let messages = stack.receive().await;
     let broken_store = shared::adapters::DynamoStore::from_sdk(
         &integration_tests::sdk_config().await,
         "no-such-table",

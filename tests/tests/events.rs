@@ -133,16 +133,15 @@ async fn the_scheduled_sample_sweeps_as_of_its_time() {
         .await
         .unwrap();
 
-    let sweeper = sweeper::Sweeper::new(
-        stack.api.store.clone(),
-        shared::adapters::SesMailer::from_sdk(&integration_tests::sdk_config().await),
-        shared::domain::notice::DEFAULT_WINDOW,
+    let sweeper = integration_tests::sweeper_over(
+        &stack.api.store,
         shared::domain::NoticeSettings {
             from: integration_tests::mail::verified_sender().await,
             default_to: owner.clone(),
             ..Default::default()
         },
-    );
+    )
+    .await;
     let stop_at = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let report = sweeper.handle(&event, stop_at).await.unwrap();
     assert_eq!((report.disabled, report.mailed), (1, 1));

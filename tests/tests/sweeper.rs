@@ -33,10 +33,8 @@ async fn sweeper(
     from: &str,
     default_to: &str,
 ) -> Sweeper<DynamoStore, SesMailer> {
-    Sweeper::new(
-        store.clone(),
-        SesMailer::from_sdk(&integration_tests::sdk_config().await),
-        DEFAULT_WINDOW,
+    integration_tests::sweeper_over(
+        store,
         NoticeSettings {
             from: from.to_owned(),
             default_to: default_to.to_owned(),
@@ -44,6 +42,7 @@ async fn sweeper(
             settings_url: Some("https://app.example.com/{project}/webhooks/{id}".into()),
         },
     )
+    .await
 }
 
 /// Creates a webhook through the API and records a failure at `since`.
