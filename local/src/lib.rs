@@ -196,7 +196,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
 
     let ready = check_ready(&config, &admin).await;
     match ready {
-        Ok(()) => print_banner(&config, &admin, &emulator),
+        Ok(()) => print_banner(&config, &admin, &emulator, &resources),
         Err(err) => {
             let _ = stop.send(true);
             while tasks.join_next().await.is_some() {}
@@ -304,7 +304,12 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn print_banner(config: &DevConfig, admin: &str, emulator: &Emulator) {
+fn print_banner(
+    config: &DevConfig,
+    admin: &str,
+    emulator: &Emulator,
+    resources: &provision::Resources,
+) {
     let api = format!("http://127.0.0.1:{}", config.api_port);
     let inspector = format!("http://127.0.0.1:{}", config.inspector_port);
     println!(
@@ -313,7 +318,7 @@ Project webhooks, running locally
   config API    {api}
   admin token   {admin}
   inspector     {inspector}/<name>   (GET it to see what arrived)
-  AWS emulator  {emulator}
+  AWS emulator  {emulator}   (dead-letter queue: {dlq})
   auto-disable  after {window} of failures; sweep every {every}
   NOTE: loopback endpoints (127.0.0.0/8, ::1) and plain http:// are allowed
         in this local mode only; a deployed stack refuses them.
@@ -333,6 +338,7 @@ A failing endpoint (restart with DISABLE_AFTER=90s SWEEP_EVERY=10s make dev to s
 
 ready: API {api}, inspector {inspector}"#,
         emulator = emulator.endpoint(),
+        dlq = resources.dead_letter_queue_url,
         window = humanize(config.disable_after),
         every = humanize(config.sweep_every),
     );

@@ -27,12 +27,6 @@ pub enum StoreError {
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
 /// One page of a listing; `next` is where the following page starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

@@ -501,3 +501,45 @@ async fn a_sweep_over_10000_webhooks_reads_only_the_5_due() {
         calls.all()
     );
 }
+
+#[tokio::test]
+async fn a_manual_disable_keeps_the_pending_e_mail() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let from = format!("unverified-{}@example.com", uuid::Uuid::new_v4());
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "OWED",
+        body_with("Owed", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &from, &owner).await;
+    assert_eq!(sweeper.sweep(now, later()).await.unwrap().mail_failures, 1);
+
+    // The owner (or a UI) switches it off again before the e-mail went out.
+    let path = format!("/projects/OWED/webhooks/{}", hook.id);
+    let off = stack
+        .api
+        .admin("PATCH", &path, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(off.status, StatusCode::OK);
+    assert!(
+        stack
+            .api
+            .store
+            .pending_notices()
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.id == hook.id)
+    );
+
+    verify(&from).await;
+    assert_eq!(
+        sweeper.sweep(at(now, 900), later()).await.unwrap().mailed,
+        1
+    );
+    assert_eq!(sent_to(&owner).await.len(), 1);
+}

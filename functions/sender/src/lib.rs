@@ -48,15 +48,6 @@ impl SenderConfig {
     }
 }
 
-/// What happened to one record, for the log line and for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent(Outcome),
-    Skipped(&'static str),
-    /// Not attempted; the record goes back to the queue.
-    Retry,
-}
-
 /// The sender with its clients, built once per cold start.
 #[derive(Debug)]
 pub struct Sender<S> {
@@ -91,7 +82,7 @@ impl<S: DeliveryStore> Sender<S> {
             match DeliveryMessage::decode(record.body.as_deref().unwrap_or_default()) {
                 Ok(message) => messages.push((id, message)),
                 Err(err) => {
-                    tracing::error!(message_id = %id, error = %err, "undecodable record; returned to the queue");
+                    tracing::error!(message_id = %id, error = %shared::error_chain(&err), "undecodable record; returned to the queue");
                     retry.push(id);
                 }
             }
@@ -106,34 +97,28 @@ impl<S: DeliveryStore> Sender<S> {
             match self.store.get_many(&keys).await {
                 Ok(found) => found,
                 Err(err) => {
-                    tracing::error!(error = %err, records = messages.len(), "could not load webhooks; batch returned to the queue");
+                    tracing::error!(error = %shared::error_chain(&err), records = messages.len(), "could not load webhooks; batch returned to the queue");
                     retry.extend(messages.into_iter().map(|(id, _)| id));
                     return response(retry);
                 }
             }
         };
-        let results: Vec<(String, Delivery)> = stream::iter(messages)
-            .map(|(id, message)| {
+        // Every decoded record is acknowledged once attempted: endpoint
+        // failures are recorded, not retried, and a POST is never repeated.
+        stream::iter(messages)
+            .for_each_concurrent(self.concurrency, |(_, message)| {
                 let webhook = webhooks
                     .get(&message.webhook_id)
                     .filter(|hook| hook.project == message.project);
-                async move { (id, self.deliver(message, webhook).await) }
+                self.deliver(message, webhook)
             })
-            .buffer_unordered(self.concurrency)
-            .collect()
             .await;
-        retry.extend(
-            results
-                .into_iter()
-                .filter(|(_, d)| *d == Delivery::Retry)
-                .map(|(id, _)| id),
-        );
         response(retry)
     }
 
     /// One delivery: check, POST, record. Never POSTs twice: once sent, the
     /// record is acknowledged whatever the bookkeeping does.
-    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) -> Delivery {
+    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) {
         let webhook = match eligible(webhook, message.event_name) {
             Ok(webhook) => webhook,
             Err(skip) => {
@@ -145,7 +130,7 @@ impl<S: DeliveryStore> Sender<S> {
                     outcome = skip.as_str(),
                     "delivery"
                 );
-                return Delivery::Skipped(skip.as_str());
+                return;
             }
         };
         let started = Instant::now();
@@ -181,7 +166,7 @@ impl<S: DeliveryStore> Sender<S> {
             }
         };
         if let Err(err) = recorded {
-            tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %err, "could not record the outcome");
+            tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
         }
         let (result, reason) = match &outcome {
             Outcome::Delivered { .. } => ("delivered", None),
@@ -198,7 +183,6 @@ impl<S: DeliveryStore> Sender<S> {
             latency_ms,
             "delivery"
         );
-        Delivery::Sent(outcome)
     }
 }
 

@@ -331,10 +331,8 @@ fn changes_update(changes: &WebhookChanges, now: Timestamp) -> Result<Update, St
         update.set("notify_emails", to_value(emails)?);
     }
     if changes.enabled == Some(false) {
-        // Out of the sweeper's index while disabled; the history stays visible.
-        update
-            .set("enabled", AttributeValue::Bool(false))
-            .remove(FAILING_PK);
+        // The history stays visible; `update` takes it out of the index.
+        update.set("enabled", AttributeValue::Bool(false));
     }
     Ok(update)
 }
@@ -475,6 +473,22 @@ impl WebhookStore for DynamoStore {
             update.value(":off", AttributeValue::Bool(false));
             if let Some(hook) = self
                 .update_webhook(project, id, update, Some("enabled = :off"))
+                .await?
+            {
+                return Ok(hook);
+            }
+        }
+        if changes.enabled == Some(false) {
+            // Out of the sweeper's index while disabled, unless the sweeper
+            // still owes the owner the auto-disable e-mail (`NOTICE`).
+            let mut update = changes_update(changes, now)?;
+            update
+                .remove(FAILING_PK)
+                .value(":notice", s(NOTICE_PARTITION));
+            let not_owed =
+                format!("(attribute_not_exists(#{FAILING_PK}) OR #{FAILING_PK} <> :notice)");
+            if let Some(hook) = self
+                .update_webhook(project, id, update, Some(&not_owed))
                 .await?
             {
                 return Ok(hook);
@@ -870,7 +884,7 @@ mod tests {
     }
 
     #[test]
-    fn disabling_takes_the_webhook_out_of_the_failing_index() {
+    fn disabling_sets_enabled_and_leaves_the_index_to_update() {
         let changes = WebhookChanges {
             enabled: Some(false),
             ..WebhookChanges::default()
@@ -879,6 +893,6 @@ mod tests {
             .unwrap()
             .expression();
         assert!(expr.contains("#enabled = :enabled"), "{expr}");
-        assert!(expr.ends_with("REMOVE #failing_pk"), "{expr}");
+        assert!(!expr.contains("failing_pk"), "{expr}");
     }
 }

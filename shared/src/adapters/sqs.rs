@@ -48,10 +48,6 @@ impl SqsQueue {
         &self.client
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends one batch; answers how many were queued, and the last error.
     async fn send_batch(
         &self,
