@@ -9,7 +9,7 @@ API_PORT ?= 3000
 INSPECTOR_PORT ?= 3001
 EMULATOR_PORT ?= 4566
 
-.PHONY: help setup test lint fmt clean dev build smoke bench
+.PHONY: help setup test lint fmt clean dev build smoke bench invoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,8 +40,11 @@ bench: setup ## Benchmarks: writes BENCHMARKS.md and bench/results.json (release
 	cargo build --release -p config-api -p sender -p sweeper -p bench
 	cargo run --release --quiet -p bench
 
-smoke: setup ## Start make dev, deliver one event to the inspector, stop it
+smoke: setup ## Start make dev, deliver one event, run make invoke for each function, stop it
 	scripts/dev-smoke.sh
+
+invoke: setup ## Run a handler on an event against make dev: FUNCTION=SenderFunction EVENT=events/sqs-delivery.json
+	FUNCTION="$(FUNCTION)" EVENT="$(EVENT)" EMULATOR_PORT=$(EMULATOR_PORT) scripts/invoke.sh
 
 lint: setup ## Formatting, clippy and the SAM template
 	cargo fmt --all -- --check

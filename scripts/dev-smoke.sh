@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of `make dev`: start it in the background, wait for "ready",
 # create a webhook to the inspector, publish an event, see it arrive within
-# 5 seconds, then stop it with SIGTERM and check that its ports are free.
+# 5 seconds, run `make invoke` with one sample of each function against it,
+# then stop it with SIGTERM and check that its ports are free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,21 @@ for _ in $(seq 1 50); do
 done
 [ -n "$delivered" ] || { echo "the delivery did not reach the inspector within 5 s"; exit 1; }
 echo "delivered to the inspector"
+
+# One sample per function through `make invoke`; the API sample gets this
+# stack's admin token, as README tells a user to do.
+event=$(mktemp --suffix=.json)
+sed "s/replace-with-your-admin-token/$TOKEN/" events/api-publish-event.json >"$event"
+invoke() {
+  local out
+  out=$(make --no-print-directory invoke FUNCTION="$1" EVENT="$2" 2>&1) || { echo "$out"; echo "make invoke $1 failed"; exit 1; }
+  echo "$out" | grep -q "$3" || { echo "$out"; echo "make invoke $1: no $3 in the response"; exit 1; }
+  echo "make invoke $1: $(echo "$out" | grep -m 1 "$3" | sed "s/^ *//")"
+}
+invoke ConfigApiFunction "$event" '"statusCode": *202'
+invoke SenderFunction events/sqs-delivery.json '"batchItemFailures": *\[\]'
+invoke SweeperFunction events/scheduled-sweep.json '"examined"'
+rm -f "$event"
 
 stop
 for _ in $(seq 1 100); do

@@ -5,17 +5,33 @@ Usage: moto_server.py [PORT]   (0 or none: a free port)
 Prints the port on the first line of stdout, then serves until stdin reaches
 end-of-file, which happens when the process that started it exits, even if it
 crashed, so no emulator outlives its owner.
+
+DynamoDB calls are served one at a time. DynamoDB applies each conditional
+write atomically; the emulator checks a condition and then writes, so two
+concurrent writes could both pass the same condition. Serialising its DynamoDB
+calls gives the tests and `make dev` the atomicity the real service has (the
+concurrency tests depend on it). Other services (SQS long polls) stay
+concurrent.
 """
 
 import logging
 import socket
 import sys
+import threading
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 if port:
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As the server itself binds: a connection of the last run still in
+    # TIME_WAIT does not make the port busy.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind(("127.0.0.1", port))
     except OSError as err:
@@ -27,11 +43,23 @@ if port:
 # One line per AWS call is noise in `make dev`; errors still show.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
+app = DomainDispatcherApplication(create_backend_app)
+dynamodb = threading.Lock()
+
+
+def serialized(environ, start_response):
+    """The emulator, with DynamoDB calls one at a time (see above)."""
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        with dynamodb:
+            return list(app(environ, start_response))
+    return app(environ, start_response)
+
+
+server = make_server("127.0.0.1", port, serialized, threaded=True, request_handler=MotoRequestHandler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(server.server_address[1], flush=True)
 try:
     sys.stdin.read()
 except KeyboardInterrupt:
     pass
-server.stop()
+server.shutdown()

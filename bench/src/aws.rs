@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use integration_tests::counting::{CallCounter, counting_queue, counting_store};
-use integration_tests::stack::{Stack, loopback_policy};
+use integration_tests::counting::{CallCounter, counting_store};
+use integration_tests::stack::{Counting, Stack};
+use local_stack::loopback_policy;
 use sender::Sender;
 use sender::poller::poll_once;
 use serde_json::{Value, json};
@@ -36,26 +37,17 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
     let path = if failing { "/fail" } else { "/ok" };
-    for i in 0..10 {
-        stack
-            .webhook(
-                "COUNT",
-                &rx.url(&format!("{path}/{i}")),
-                &["run.completed"],
-                None,
-            )
-            .await;
-    }
-    let (store, dynamo) = counting_store(stack.api.store.table()).await;
-    let (queue, sqs) = counting_queue(&stack.api.queue_url).await;
-    let api = stack.api.over(store.clone(), queue.clone());
-    let reply = api
-        .admin(
-            "POST",
-            "/projects/COUNT/events",
-            Some(json!({"event_name": "run.completed", "payload": {}})),
-        )
+    stack
+        .webhooks("COUNT", 10, |i| rx.url(&format!("{path}/{i}")))
         .await;
+    let Counting {
+        api,
+        store,
+        queue,
+        dynamo,
+        sqs,
+    } = stack.counting().await;
+    let reply = api.publish_run("COUNT").await;
     assert_eq!(reply.body["deliveries"], 10);
     let sender = Sender::new(
         store,
@@ -76,26 +68,15 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
 /// AWS calls of one publish to `subscribers` webhooks.
 pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
-    for _ in 0..subscribers {
-        stack
-            .webhook(
-                "FANOUT",
-                "http://127.0.0.1:9/unused",
-                &["run.completed"],
-                None,
-            )
-            .await;
-    }
-    let (store, dynamo) = counting_store(stack.api.store.table()).await;
-    let (queue, sqs) = counting_queue(&stack.api.queue_url).await;
-    let api = stack.api.over(store, queue);
-    let reply = api
-        .admin(
-            "POST",
-            "/projects/FANOUT/events",
-            Some(json!({"event_name": "run.completed", "payload": {}})),
-        )
+    stack
+        .webhooks("FANOUT", subscribers, |_| {
+            "http://127.0.0.1:9/unused".into()
+        })
         .await;
+    let Counting {
+        api, dynamo, sqs, ..
+    } = stack.counting().await;
+    let reply = api.publish_run("FANOUT").await;
     assert_eq!(reply.body["deliveries"], subscribers);
     per(&[&dynamo, &sqs], 1.0)
 }

@@ -291,19 +291,14 @@ async fn main() {
     // One SQS batch of 10 to answering endpoints, one to silent ones.
     let mut batch_of = Vec::new();
     for path in ["/ok", "/slow"] {
+        let ids = stack
+            .webhooks("BENCH", 10, |i| rx.url(&format!("{path}/{i}")))
+            .await;
         let mut records = Vec::new();
-        for i in 0..10 {
-            let id = stack
-                .webhook(
-                    "BENCH",
-                    &rx.url(&format!("{path}/{i}")),
-                    &["run.completed"],
-                    None,
-                )
-                .await;
+        for (i, id) in ids.iter().enumerate() {
             let message = shared::domain::DeliveryMessage::new(
                 &event,
-                shared::domain::WebhookId::parse(&id).unwrap(),
+                shared::domain::WebhookId::parse(id).unwrap(),
                 envelope.clone(),
             );
             records.push(json!({"messageId": format!("m{i}"), "body": message.encode().unwrap(), "eventSource": "aws:sqs"}));

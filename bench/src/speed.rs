@@ -6,7 +6,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures::future::join_all;
 use sender::Sender;
 use shared::adapters::HttpPoster;
-use shared::adapters::http::{DELIVERY_ID_HEADER, EVENT_HEADER, USER_AGENT};
+use shared::domain::delivery::{DELIVERY_ID_HEADER, EVENT_HEADER, USER_AGENT};
 use shared::domain::{
     DeliveryMessage, Event, ProjectCode, PublishInput, Timestamp, Webhook, WebhookId, WebhookInput,
 };
@@ -65,8 +65,8 @@ fn sender_over(hooks: &[Webhook], deadline: Duration) -> Sender<MemoryStore> {
     for hook in hooks {
         store.insert(hook.clone());
     }
-    let http = HttpPoster::new(local_stack::local_rules().addresses, deadline)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let http =
+        HttpPoster::new(local_stack::loopback_policy(), deadline).unwrap_or_else(|e| panic!("{e}"));
     Sender::new(store, http, BATCH)
 }
 

@@ -88,17 +88,23 @@ pub enum DevError {
     NotReady(String),
 }
 
-/// Endpoints the local stack may reach: loopback, over plain http too.
+/// Endpoints the local stack, the tests and the benchmarks may reach:
+/// loopback, over plain http too.
 pub fn local_rules() -> EndpointRules {
     EndpointRules {
         allow_http: true,
-        addresses: AddressPolicy::with_allow_list(
-            ["127.0.0.0/8", "::1/128"]
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect(),
-        ),
+        addresses: loopback_policy(),
     }
+}
+
+/// Addresses the local stack may reach: the loopback ranges only.
+pub fn loopback_policy() -> AddressPolicy {
+    AddressPolicy::with_allow_list(
+        ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+    )
 }
 
 /// Sends through SES (the emulator's) and prints each e-mail as it goes.
@@ -143,7 +149,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             .expose()
             .to_owned(),
     };
-    let mail_from = "webhooks@example.com";
+    let mail_from = provision::MAIL_FROM;
     let resources = provision::provision(&sdk, &admin, mail_from)
         .await
         .map_err(DevError::Provision)?;
@@ -161,7 +167,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
     let store = DynamoStore::from_sdk(&sdk, &resources.table);
     let sender = Sender::new(
         store.clone(),
-        HttpPoster::new(local_rules().addresses, config.deadline)?,
+        HttpPoster::new(loopback_policy(), config.deadline)?,
         sender::DEFAULT_CONCURRENCY,
     );
     let sweeper = Sweeper::new(

@@ -6,6 +6,14 @@ use shared::adapters::sqs::create_delivery_queues;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The names `make dev` gives its resources; `local/sam-env.json` names the
+/// same (a test compares them).
+pub const TABLE: &str = "webhooks";
+pub const QUEUE: &str = "deliveries";
+pub const ADMIN_SECRET: &str = "webhooks-admin-token";
+/// The verified SES sender of the local stack.
+pub const MAIL_FROM: &str = "webhooks@example.com";
+
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub table: String,
@@ -21,13 +29,13 @@ pub async fn provision(
     admin_token: &str,
     mail_from: &str,
 ) -> Result<Resources, BoxError> {
-    let table = "webhooks".to_owned();
+    let table = TABLE.to_owned();
     DynamoStore::from_sdk(sdk, &table).create_table().await?;
     let (queue_url, dead_letter_queue_url) =
-        create_delivery_queues(&aws_sdk_sqs::Client::new(sdk), "deliveries").await?;
+        create_delivery_queues(&aws_sdk_sqs::Client::new(sdk), QUEUE).await?;
     let admin_secret_arn = aws_sdk_secretsmanager::Client::new(sdk)
         .create_secret()
-        .name("webhooks-admin-token")
+        .name(ADMIN_SECRET)
         .secret_string(admin_token)
         .send()
         .await?

@@ -212,12 +212,22 @@ pub mod api {
                 store,
                 queue,
                 config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
-                crate::stack::loopback_rules(),
+                local_stack::local_rules(),
             );
             Self {
                 router: config_api::router(state),
                 ..self.clone()
             }
+        }
+
+        /// Publishes `run.completed` with an empty payload to `project`.
+        pub async fn publish_run(&self, project: &str) -> Reply {
+            self.admin(
+                "POST",
+                &format!("/projects/{project}/events"),
+                Some(serde_json::json!({"event_name": "run.completed", "payload": {}})),
+            )
+            .await
         }
 
         /// Mints a project token with the admin token.
@@ -256,27 +266,23 @@ pub mod stack {
     use std::time::Duration;
 
     use axum::http::StatusCode;
+    use local_stack::{local_rules, loopback_policy};
     use sender::Sender;
     use sender::poller::{Poll, poll_once};
     use serde_json::{Value, json};
     use shared::adapters::{DynamoStore, HttpPoster};
-    use shared::domain::{AddressPolicy, EndpointRules};
+    use shared::domain::AddressPolicy;
 
     use crate::api::Api;
 
-    /// Endpoint rules of the local stack: http and loopback allowed.
-    pub fn loopback_rules() -> EndpointRules {
-        EndpointRules {
-            allow_http: true,
-            addresses: loopback_policy(),
-        }
-    }
-
-    pub fn loopback_policy() -> AddressPolicy {
-        AddressPolicy::with_allow_list(vec![
-            "127.0.0.0/8".parse().unwrap(),
-            "::1/128".parse().unwrap(),
-        ])
+    /// What [`Stack::counting`] answers.
+    #[derive(Debug)]
+    pub struct Counting {
+        pub api: Api,
+        pub store: DynamoStore,
+        pub queue: shared::adapters::SqsQueue,
+        pub dynamo: crate::counting::CallCounter,
+        pub sqs: crate::counting::CallCounter,
     }
 
     #[derive(Debug)]
@@ -294,7 +300,7 @@ pub mod stack {
 
         /// The API accepts loopback endpoints; the sender uses `policy`.
         pub async fn with_sender(policy: AddressPolicy, deadline: Duration) -> Self {
-            let api = Api::with_rules(loopback_rules()).await;
+            let api = Api::with_rules(local_rules()).await;
             let http = HttpPoster::new(policy, deadline).unwrap();
             let sender = Sender::new(api.store.clone(), http, 10);
             let sqs = aws_sdk_sqs::Client::new(&crate::sdk_config().await);
@@ -359,6 +365,38 @@ pub mod stack {
             }
         }
 
+        /// Creates `count` webhooks of `project` for `run.completed`, the
+        /// `i`-th to `endpoint(i)`; answers their ids.
+        pub async fn webhooks(
+            &self,
+            project: &str,
+            count: usize,
+            endpoint: impl Fn(usize) -> String,
+        ) -> Vec<String> {
+            let mut ids = Vec::with_capacity(count);
+            for i in 0..count {
+                ids.push(
+                    self.webhook(project, &endpoint(i), &["run.completed"], None)
+                        .await,
+                );
+            }
+            ids
+        }
+
+        /// The router, the store and the queue over clients that count their
+        /// AWS calls.
+        pub async fn counting(&self) -> Counting {
+            let (store, dynamo) = crate::counting::counting_store(self.api.store.table()).await;
+            let (queue, sqs) = crate::counting::counting_queue(&self.api.queue_url).await;
+            Counting {
+                api: self.api.over(store.clone(), queue.clone()),
+                store,
+                queue,
+                dynamo,
+                sqs,
+            }
+        }
+
         /// Creates a webhook to `endpoint` for `events`; answers its id.
         pub async fn webhook(
             &self,
@@ -387,21 +425,12 @@ pub mod stack {
 /// Writes webhooks straight to the table, 25 per `BatchWriteItem`: for tests
 /// and benchmarks that need thousands of them.
 pub async fn bulk_insert(store: &DynamoStore, hooks: &[shared::domain::Webhook]) {
-    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     for chunk in hooks.chunks(25) {
         let writes = chunk
             .iter()
             .map(|hook| {
-                let mut item: std::collections::HashMap<String, AttributeValue> =
-                    serde_dynamo::to_item(hook).unwrap();
-                item.insert(
-                    "pk".into(),
-                    AttributeValue::S(format!("PROJECT#{}", hook.project)),
-                );
-                item.insert(
-                    "sk".into(),
-                    AttributeValue::S(format!("WEBHOOK#{}", hook.id)),
-                );
+                let item = shared::adapters::dynamo::schema::webhook_item(hook).unwrap();
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
                     .build()

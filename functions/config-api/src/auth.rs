@@ -1,4 +1,4 @@
-//! Bearer tokens (PRODUCT.md section 9). The admin token reaches every
+//! Bearer tokens (`docs/ARCHITECTURE.md`, "Tokens"). The admin token reaches every
 //! project and mints project tokens; a project token reaches its own project
 //! only, and any other project looks to it exactly like a missing resource.
 

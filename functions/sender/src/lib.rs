@@ -2,9 +2,10 @@
 //!
 //! Each SQS record is decoded on its own; the batch's webhooks are read in one
 //! `BatchGetItem`; deliveries run concurrently under a limit; each outcome is
-//! recorded on its webhook. Endpoint failures are acknowledged (Qase does not
-//! retry); only internal faults before a POST come back as batch item
-//! failures, for SQS to retry and finally dead-letter.
+//! recorded on its webhook. Each delivery ends in a [`Verdict`]; the batch
+//! response lists the records whose verdict returns them to the queue. Endpoint
+//! failures are acknowledged (Qase does not retry); only internal faults before
+//! a POST come back, for SQS to retry and finally dead-letter.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,8 +14,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::stream::{self, StreamExt};
 use shared::adapters::HttpPoster;
 use shared::config::{ConfigError, Env};
-use shared::domain::delivery::{DEFAULT_DEADLINE, decide, eligible};
-use shared::domain::{AddressPolicy, DeliveryMessage, Outcome, Record, Timestamp, Webhook};
+use shared::domain::delivery::{DEFAULT_DEADLINE, decide, eligible, prepare};
+use shared::domain::{
+    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, Timestamp, Verdict, Webhook,
+};
 use shared::ports::{DeliveryStore, WebhookKey};
 
 pub mod poller;
@@ -73,9 +76,10 @@ impl<S: DeliveryStore> Sender<S> {
         self
     }
 
-    /// Handles one SQS batch; answers the records SQS should deliver again.
+    /// Handles one SQS batch; answers the records SQS should deliver again:
+    /// those whose [`Verdict`] returns them to the queue.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut retry = Vec::new();
+        let mut verdicts = Vec::with_capacity(event.records.len());
         let mut messages = Vec::with_capacity(event.records.len());
         for record in event.records {
             let id = record.message_id.unwrap_or_default();
@@ -83,7 +87,7 @@ impl<S: DeliveryStore> Sender<S> {
                 Ok(message) => messages.push((id, message)),
                 Err(err) => {
                     tracing::error!(message_id = %id, error = %shared::error_chain(&err), "undecodable record; returned to the queue");
-                    retry.push(id);
+                    verdicts.push((id, Verdict::Returned(Fault::Undecodable)));
                 }
             }
         }
@@ -98,59 +102,58 @@ impl<S: DeliveryStore> Sender<S> {
                 Ok(found) => found,
                 Err(err) => {
                     tracing::error!(error = %shared::error_chain(&err), records = messages.len(), "could not load webhooks; batch returned to the queue");
-                    retry.extend(messages.into_iter().map(|(id, _)| id));
-                    return response(retry);
+                    verdicts.extend(
+                        messages
+                            .into_iter()
+                            .map(|(id, _)| (id, Verdict::Returned(Fault::StoreUnavailable))),
+                    );
+                    return response(&verdicts);
                 }
             }
         };
-        // Every decoded record is acknowledged once attempted: endpoint
-        // failures are recorded, not retried, and a POST is never repeated.
-        stream::iter(messages)
-            .for_each_concurrent(self.concurrency, |(_, message)| {
+        let sent: Vec<(String, Verdict)> = stream::iter(messages)
+            .map(|(id, message)| {
                 let webhook = webhooks
                     .get(&message.webhook_id)
                     .filter(|hook| hook.project == message.project);
-                self.deliver(message, webhook)
+                async move { (id, self.deliver(message, webhook).await) }
             })
+            .buffer_unordered(self.concurrency)
+            .collect()
             .await;
-        response(retry)
+        verdicts.extend(sent);
+        response(&verdicts)
     }
 
-    /// One delivery: check, POST, record. Never POSTs twice: once sent, the
-    /// record is acknowledged whatever the bookkeeping does.
-    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) {
+    /// One delivery: check, prepare, POST, record; answers the verdict.
+    /// Never POSTs twice: once sent, the record is acknowledged whatever the
+    /// bookkeeping does.
+    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) -> Verdict {
         let webhook = match eligible(webhook, message.event_name) {
             Ok(webhook) => webhook,
             Err(skip) => {
+                let verdict = Verdict::Skipped(skip);
                 tracing::info!(
                     delivery_id = %message.delivery_id,
                     project = %message.project,
                     webhook_id = %message.webhook_id,
                     event_name = %message.event_name,
-                    outcome = skip.as_str(),
+                    outcome = verdict.label(),
                     "delivery"
                 );
-                return;
+                return verdict;
             }
         };
         let started = Instant::now();
-        let DeliveryMessage {
-            delivery_id,
-            project,
-            event_name,
-            envelope,
-            ..
-        } = message;
-        let outcome = self
-            .http
-            .post(
-                &webhook.endpoint,
-                delivery_id,
-                event_name,
-                envelope,
-                webhook.secret.as_ref(),
-            )
-            .await;
+        let (delivery_id, project, event_name) = (
+            message.delivery_id,
+            message.project.clone(),
+            message.event_name,
+        );
+        let outcome = match prepare(webhook, message) {
+            Ok(dispatch) => self.http.send(dispatch).await,
+            Err(reason) => Outcome::Failed { reason },
+        };
         let latency_ms = started.elapsed().as_millis() as u64;
         let recorded = match decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout) {
             Record::Nothing => Ok(()),
@@ -168,31 +171,36 @@ impl<S: DeliveryStore> Sender<S> {
         if let Err(err) = recorded {
             tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
         }
-        let (result, reason) = match &outcome {
-            Outcome::Delivered { .. } => ("delivered", None),
-            Outcome::Failed { reason } => ("failed", Some(reason.to_string())),
+        let reason = match &outcome {
+            Outcome::Delivered { .. } => None,
+            Outcome::Failed { reason } => Some(reason.to_string()),
         };
+        let status = outcome.status();
+        let verdict = Verdict::Sent(outcome);
         tracing::info!(
             delivery_id = %delivery_id,
             project = %project,
             webhook_id = %webhook.id,
             event_name = %event_name,
-            outcome = result,
+            outcome = verdict.label(),
             reason,
-            status = outcome.status(),
+            status,
             latency_ms,
             "delivery"
         );
+        verdict
     }
 }
 
-fn response(ids: Vec<String>) -> SqsBatchResponse {
+/// The batch response: every record whose verdict returns it to the queue.
+fn response(verdicts: &[(String, Verdict)]) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = ids
-        .into_iter()
-        .map(|item_identifier| {
+    response.batch_item_failures = verdicts
+        .iter()
+        .filter(|(_, verdict)| verdict.returns_to_queue())
+        .map(|(id, _)| {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = item_identifier;
+            failure.item_identifier = id.clone();
             failure
         })
         .collect();
@@ -204,6 +212,32 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn the_batch_response_lists_exactly_the_returned_records() {
+        use shared::domain::{FailureReason, Skip};
+        let verdicts = vec![
+            (
+                "a".to_owned(),
+                Verdict::Sent(Outcome::Delivered { status: 200 }),
+            ),
+            ("b".to_owned(), Verdict::Returned(Fault::Undecodable)),
+            ("c".to_owned(), Verdict::Skipped(Skip::Deleted)),
+            (
+                "d".to_owned(),
+                Verdict::Sent(Outcome::Failed {
+                    reason: FailureReason::Status(503),
+                }),
+            ),
+            ("e".to_owned(), Verdict::Returned(Fault::StoreUnavailable)),
+        ];
+        let ids: Vec<String> = response(&verdicts)
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        assert_eq!(ids, ["b", "e"]);
+    }
 
     #[test]
     fn defaults_are_a_15_second_deadline_and_a_whole_batch_at_once() {

@@ -1,4 +1,6 @@
-//! POSTing envelopes to endpoints, safely (PRODUCT.md sections 5 to 7).
+//! Sending a prepared [`Dispatch`] safely (`docs/ARCHITECTURE.md`, "Address
+//! policy"): the request is built in the domain; this adapter only sends it
+//! and classifies what came back.
 //!
 //! Host names are resolved by [`GuardedResolver`], which refuses the whole
 //! name if any address it resolves to is refused by the policy; reqwest then
@@ -12,22 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use serde_json::value::RawValue;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::{Host, Url};
-use uuid::Uuid;
 
 use crate::domain::delivery::RESPONSE_BODY_CAP;
-use crate::domain::{AddressPolicy, BlockedAddress, EventName, FailureReason, Outcome, Secret};
-
-/// `User-Agent` of every delivery.
-pub const USER_AGENT: &str = concat!("ProjectWebhooks/", env!("CARGO_PKG_VERSION"));
-/// Carries the shared secret, when the webhook has one.
-pub const SECRET_HEADER: &str = "X-Qase-Secret";
-/// Unique per delivery, so receivers can de-duplicate.
-pub const DELIVERY_ID_HEADER: &str = "X-Qase-Delivery-Id";
-/// The event name, so receivers can route without parsing the body.
-pub const EVENT_HEADER: &str = "X-Qase-Event";
+use crate::domain::{AddressPolicy, BlockedAddress, Dispatch, FailureReason, Outcome};
 
 /// A host name resolved to nothing.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +71,6 @@ impl HttpPoster {
             }))
             .connect_timeout(deadline)
             .pool_idle_timeout(Duration::from_secs(50))
-            .user_agent(USER_AGENT)
             .build()?;
         Ok(Self {
             client,
@@ -93,36 +83,21 @@ impl HttpPoster {
         self.deadline
     }
 
-    /// POSTs `envelope` (moved into the request, not copied) for one
-    /// delivery and classifies what came of it.
-    pub async fn post(
-        &self,
-        endpoint: &Url,
-        delivery_id: Uuid,
-        event_name: EventName,
-        envelope: Box<RawValue>,
-        secret: Option<&Secret>,
-    ) -> Outcome {
-        if literal_ip(endpoint).is_some_and(|ip| self.policy.check(ip).is_err()) {
+    /// Sends one prepared dispatch (its body moved into the request, not
+    /// copied) and classifies what came of it.
+    pub async fn send(&self, dispatch: Dispatch) -> Outcome {
+        if literal_ip(&dispatch.endpoint).is_some_and(|ip| self.policy.check(ip).is_err()) {
             return failed(FailureReason::BlockedAddress);
         }
-        let mut request = self
+        let Some(headers) = header_map(&dispatch) else {
+            // `prepare` admits only valid values; never send a partial request.
+            return failed(FailureReason::UnsendableSecret);
+        };
+        let request = self
             .client
-            .post(endpoint.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(DELIVERY_ID_HEADER, delivery_id.to_string())
-            .header(EVENT_HEADER, event_name.as_str())
-            .body(String::from(Box::<str>::from(envelope)));
-        if let Some(secret) = secret {
-            match HeaderValue::from_str(secret.expose()) {
-                Ok(mut value) => {
-                    value.set_sensitive(true);
-                    request = request.header(SECRET_HEADER, value);
-                }
-                // Validation admits only printable ASCII; never send without it.
-                Err(_) => return failed(FailureReason::Connection),
-            }
-        }
+            .post(dispatch.endpoint)
+            .headers(headers)
+            .body(dispatch.body);
         // One deadline from connecting to the end of the (capped) body read.
         let response = match request.timeout(self.deadline).send().await {
             Err(err) => return failed(classify(&err, self.deadline)),
@@ -134,6 +109,18 @@ impl HttpPoster {
         drain(response).await;
         outcome
     }
+}
+
+/// The dispatch's headers for reqwest; sensitive ones are marked so.
+fn header_map(dispatch: &Dispatch) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(dispatch.headers.len());
+    for header in &dispatch.headers {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let mut value = HeaderValue::from_str(&header.value).ok()?;
+        value.set_sensitive(header.sensitive);
+        map.append(name, value);
+    }
+    Some(map)
 }
 
 fn failed(reason: FailureReason) -> Outcome {

@@ -1,4 +1,4 @@
-//! Endpoint safety (PRODUCT.md section 7): which IP addresses a webhook may
+//! Endpoint safety (`docs/ARCHITECTURE.md`, "Address policy"): which IP addresses a webhook may
 //! reach. Pure: callers resolve names; this only judges addresses.
 //!
 //! Only publicly routable unicast addresses pass. An operator allow-list of

@@ -140,7 +140,7 @@ mod tests {
 
     use super::*;
 
-    /// The catalog of PRODUCT.md section 4, copied by hand as a second source.
+    /// The catalog as Qase documents it, copied by hand as a second source.
     const SPEC: &str = "case.created case.updated case.deleted case.cloned \
         suite.created suite.updated suite.deleted suite.cloned \
         plan.created plan.updated plan.deleted \

@@ -1,12 +1,15 @@
-//! Events and their delivery (PRODUCT.md sections 5 and 6) as pure steps:
-//! build the envelope → (send) → classify the outcome → decide what to record.
-//! Only sending and recording touch the world; they live in the adapters.
+//! Events and their delivery as pure steps (`docs/ARCHITECTURE.md`, "Rules"):
+//! build the envelope → check eligibility → prepare the dispatch (endpoint,
+//! headers, body) → (send) → classify the outcome → decide what to record →
+//! the verdict the batch response is built from. Only sending and recording
+//! touch the world; they live in the adapters.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use url::Url;
 use uuid::Uuid;
 
 use super::{EventName, FieldError, ProjectCode, Timestamp, Webhook, WebhookId};
@@ -174,7 +177,7 @@ impl Skip {
     }
 }
 
-/// Whether a queued message is still to be sent (section 6: a disabled or
+/// Whether a queued message is still to be sent (a disabled or
 /// deleted webhook receives nothing, even for messages already queued).
 pub fn eligible(webhook: Option<&Webhook>, event: EventName) -> Result<&Webhook, Skip> {
     let webhook = webhook.ok_or(Skip::Deleted)?;
@@ -187,6 +190,101 @@ pub fn eligible(webhook: Option<&Webhook>, event: EventName) -> Result<&Webhook,
     }
 }
 
+/// `User-Agent` of every delivery.
+pub const USER_AGENT: &str = concat!("ProjectWebhooks/", env!("CARGO_PKG_VERSION"));
+/// Carries the shared secret, when the webhook has one.
+pub const SECRET_HEADER: &str = "X-Qase-Secret";
+/// Unique per delivery, so receivers can de-duplicate.
+pub const DELIVERY_ID_HEADER: &str = "X-Qase-Delivery-Id";
+/// The event name, so receivers can route without parsing the body.
+pub const EVENT_HEADER: &str = "X-Qase-Event";
+
+/// One request header of a dispatch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: &'static str,
+    pub value: String,
+    /// Kept out of logs and debug output (the webhook secret).
+    pub sensitive: bool,
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = if self.sensitive { "***" } else { &self.value };
+        write!(f, "{}: {value}", self.name)
+    }
+}
+
+/// One POST, fully prepared: where it goes, its headers, the exact bytes.
+/// The HTTP adapter sends it as it is and adds nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    pub endpoint: Url,
+    pub headers: Vec<Header>,
+    pub body: String,
+}
+
+impl Dispatch {
+    /// A header's value, by name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+}
+
+/// Whether `value` can travel in an HTTP header as it is: visible ASCII,
+/// spaces and tabs.
+fn header_safe(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// Builds the request for one eligible delivery. The envelope is moved into
+/// the body, not copied. Refuses a secret that cannot be a header value
+/// (validation admits none; a webhook is never sent without its secret).
+pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, FailureReason> {
+    let mut headers = vec![
+        Header {
+            name: "Content-Type",
+            value: "application/json".to_owned(),
+            sensitive: false,
+        },
+        Header {
+            name: "User-Agent",
+            value: USER_AGENT.to_owned(),
+            sensitive: false,
+        },
+        Header {
+            name: DELIVERY_ID_HEADER,
+            value: message.delivery_id.to_string(),
+            sensitive: false,
+        },
+        Header {
+            name: EVENT_HEADER,
+            value: message.event_name.as_str().to_owned(),
+            sensitive: false,
+        },
+    ];
+    if let Some(secret) = &webhook.secret {
+        if !header_safe(secret.expose()) {
+            return Err(FailureReason::UnsendableSecret);
+        }
+        headers.push(Header {
+            name: SECRET_HEADER,
+            value: secret.expose().to_owned(),
+            sensitive: true,
+        });
+    }
+    Ok(Dispatch {
+        endpoint: webhook.endpoint.clone(),
+        headers,
+        body: String::from(Box::<str>::from(message.envelope)),
+    })
+}
+
 /// Why a POST failed, in the short form recorded as `last_failure_reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {
@@ -197,6 +295,8 @@ pub enum FailureReason {
     Dns,
     Tls,
     Connection,
+    /// The stored secret cannot be sent as a header value.
+    UnsendableSecret,
 }
 
 impl fmt::Display for FailureReason {
@@ -215,6 +315,9 @@ impl fmt::Display for FailureReason {
             FailureReason::Dns => f.write_str("DNS lookup failed"),
             FailureReason::Tls => f.write_str("TLS error"),
             FailureReason::Connection => f.write_str("connection failed"),
+            FailureReason::UnsendableSecret => {
+                f.write_str("the secret cannot be sent as a header value")
+            }
         }
     }
 }
@@ -282,6 +385,54 @@ pub fn decide(
             reason: reason.to_string(),
             due_now: disable_on_timeout && matches!(reason, FailureReason::Timeout(_)),
         },
+    }
+}
+
+/// Why a record goes back to the queue unsent, for SQS to deliver again
+/// (and, after five receives, to the dead-letter queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The message is not one this code can read.
+    Undecodable,
+    /// The webhooks of the batch could not be read.
+    StoreUnavailable,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Undecodable => "returned: undecodable message",
+            Fault::StoreUnavailable => "returned: storage unavailable",
+        }
+    }
+}
+
+/// What came of one queued delivery; the batch response is built from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Acknowledged without a POST.
+    Skipped(Skip),
+    /// POSTed once; acknowledged whatever the endpoint answered, so a POST
+    /// is never repeated by SQS.
+    Sent(Outcome),
+    /// Not sent; SQS delivers it again.
+    Returned(Fault),
+}
+
+impl Verdict {
+    /// Whether the record goes back to the queue (a batch item failure).
+    pub fn returns_to_queue(&self) -> bool {
+        matches!(self, Verdict::Returned(_))
+    }
+
+    /// The `outcome` field of the delivery's log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Skipped(skip) => skip.as_str(),
+            Verdict::Sent(Outcome::Delivered { .. }) => "delivered",
+            Verdict::Sent(Outcome::Failed { .. }) => "failed",
+            Verdict::Returned(fault) => fault.as_str(),
+        }
     }
 }
 
@@ -495,6 +646,103 @@ mod tests {
         };
         assert!(due(true));
         assert!(!due(false));
+    }
+
+    fn message_for(hook: &Webhook) -> DeliveryMessage {
+        let event = input(r#"{"event_name":"run.completed","payload":{"id":1}}"#)
+            .validate(project(), Timestamp::now())
+            .unwrap();
+        DeliveryMessage::new(&event, hook.id, event.envelope().unwrap())
+    }
+
+    #[test]
+    fn a_dispatch_carries_the_envelope_and_the_qase_headers() {
+        let hook = webhook();
+        let message = message_for(&hook);
+        let (id, envelope) = (message.delivery_id, message.envelope.get().to_owned());
+        let dispatch = prepare(&hook, message).unwrap();
+        assert_eq!(dispatch.endpoint, hook.endpoint);
+        assert_eq!(dispatch.body, envelope);
+        assert_eq!(dispatch.header("content-type"), Some("application/json"));
+        assert_eq!(dispatch.header("User-Agent"), Some(USER_AGENT));
+        assert!(USER_AGENT.starts_with("ProjectWebhooks/"));
+        assert_eq!(
+            dispatch.header(DELIVERY_ID_HEADER),
+            Some(id.to_string().as_str())
+        );
+        assert_eq!(dispatch.header(EVENT_HEADER), Some("run.completed"));
+        assert_eq!(dispatch.header(SECRET_HEADER), None);
+        assert_eq!(dispatch.headers.len(), 4);
+    }
+
+    #[test]
+    fn the_secret_travels_as_a_sensitive_header_and_never_in_debug_output() {
+        let mut hook = webhook();
+        hook.secret = Some(crate::domain::Secret::new("s3cret value".into()));
+        let dispatch = prepare(&hook, message_for(&hook)).unwrap();
+        assert_eq!(dispatch.header("x-qase-secret"), Some("s3cret value"));
+        let secret = dispatch
+            .headers
+            .iter()
+            .find(|h| h.name == SECRET_HEADER)
+            .unwrap();
+        assert!(secret.sensitive);
+        assert!(dispatch.headers.iter().filter(|h| h.sensitive).count() == 1);
+        let shown = format!("{dispatch:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("X-Qase-Secret: ***"), "{shown}");
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_a_header_value_is_never_sent() {
+        for bad in ["line\nbreak", "nul\0", "del\x7f", "é"] {
+            let mut hook = webhook();
+            hook.secret = Some(crate::domain::Secret::new(bad.into()));
+            assert_eq!(
+                prepare(&hook, message_for(&hook)).unwrap_err(),
+                FailureReason::UnsendableSecret,
+                "{bad:?}"
+            );
+        }
+        let mut hook = webhook();
+        hook.secret = Some(crate::domain::Secret::new("tab\tinside ~".into()));
+        assert!(prepare(&hook, message_for(&hook)).is_ok());
+    }
+
+    #[test]
+    fn only_returned_records_go_back_to_the_queue() {
+        let returned = [
+            Verdict::Returned(Fault::Undecodable),
+            Verdict::Returned(Fault::StoreUnavailable),
+        ];
+        for verdict in &returned {
+            assert!(verdict.returns_to_queue());
+        }
+        for verdict in [
+            Verdict::Skipped(Skip::Deleted),
+            Verdict::Sent(Outcome::Delivered { status: 200 }),
+            Verdict::Sent(Outcome::Failed {
+                reason: FailureReason::Status(503),
+            }),
+        ] {
+            assert!(!verdict.returns_to_queue(), "{verdict:?}");
+        }
+        assert_eq!(
+            Verdict::Skipped(Skip::Disabled).label(),
+            "skipped: webhook disabled"
+        );
+        assert_eq!(
+            Verdict::Sent(Outcome::Delivered { status: 204 }).label(),
+            "delivered"
+        );
+        assert_eq!(
+            Verdict::Sent(Outcome::Failed {
+                reason: FailureReason::Dns
+            })
+            .label(),
+            "failed"
+        );
+        assert_eq!(returned[1].label(), "returned: storage unavailable");
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub mod webhook;
 
 pub use address::{AddressClass, AddressPolicy, BlockedAddress};
 pub use catalog::{Entity, EventName};
-pub use delivery::{DeliveryMessage, Event, FailureReason, Outcome, PublishInput, Record, Skip};
+pub use delivery::{
+    DeliveryMessage, Dispatch, Event, FailureReason, Fault, Outcome, PublishInput, Record, Skip,
+    Verdict,
+};
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
 pub use secret::Secret;

@@ -1,4 +1,4 @@
-//! Auto-disable (PRODUCT.md section 8): which webhooks are due, the reason
+//! Auto-disable (`docs/ARCHITECTURE.md`, "Failure window and auto-disable"): which webhooks are due, the reason
 //! recorded, and the e-mail their owners get. Pure: `now` is a parameter.
 
 use std::time::Duration;

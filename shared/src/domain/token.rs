@@ -1,4 +1,4 @@
-//! API tokens (PRODUCT.md section 9). A token is shown once, when minted;
+//! API tokens (`docs/ARCHITECTURE.md`, "Tokens"). A token is shown once, when minted;
 //! only its SHA-256 is stored. Its id is derived from that hash, so a lookup
 //! is one key read and revoking needs no secondary index.
 

@@ -1,4 +1,4 @@
-//! Webhooks (PRODUCT.md section 3): the stored shape, the derived status, and
+//! Webhooks (`docs/ARCHITECTURE.md`, "Webhooks"): the stored shape, the derived status, and
 //! the validation of every field a client may send.
 
 use std::collections::BTreeSet;
@@ -99,7 +99,7 @@ impl Webhook {
 }
 
 /// Which endpoints the operator accepts: `http://` or only `https://`, and
-/// which addresses (section 7).
+/// which addresses (the address policy).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointRules {
     pub allow_http: bool,

@@ -3,52 +3,42 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::StatusCode;
 use config_api::{AdminTokenSource, ApiConfig};
 use integration_tests::api::{Api, webhook_body};
 use serde_json::{Value, json};
-use shared::adapters::dynamo::{FAILING_INDEX, FAILING_PARTITION};
-use shared::domain::EndpointRules;
+use shared::domain::{EndpointRules, ProjectCode, Timestamp, WebhookId};
+use shared::ports::{DeliveryStore, SweepStore, WebhookStore};
 
-/// Marks a webhook failing the way the sender records a failure.
+/// Records three failures on a webhook, the first at `since`, through the
+/// sender's own store method.
 async fn seed_failure(api: &Api, project: &str, id: &str, since: &str) {
-    api.store
-        .client()
-        .update_item()
-        .table_name(api.store.table())
-        .key("pk", AttributeValue::S(format!("PROJECT#{project}")))
-        .key("sk", AttributeValue::S(format!("WEBHOOK#{id}")))
-        .update_expression(
-            "SET failing_since = :since, last_failure_at = :since, last_failure_reason = :why, \
-             failure_count = :n, failing_pk = :p",
-        )
-        .expression_attribute_values(":since", AttributeValue::S(since.to_owned()))
-        .expression_attribute_values(":why", AttributeValue::S("HTTP 503".to_owned()))
-        .expression_attribute_values(":n", AttributeValue::N("3".to_owned()))
-        .expression_attribute_values(":p", AttributeValue::S(FAILING_PARTITION.to_owned()))
-        .send()
+    let project = ProjectCode::parse(project).unwrap();
+    let hook = api
+        .store
+        .get(&project, WebhookId::parse(id).unwrap())
         .await
+        .unwrap()
         .unwrap();
+    let since = Timestamp::parse(since).unwrap();
+    for _ in 0..3 {
+        api.store
+            .record_failure(&hook, since, "HTTP 503", false)
+            .await
+            .unwrap();
+    }
 }
 
+/// The ids in the sweeper's `FAILING` queue, whatever their age.
 async fn failing_index_ids(api: &Api) -> Vec<String> {
-    let out = api
-        .store
-        .client()
-        .query()
-        .table_name(api.store.table())
-        .index_name(FAILING_INDEX)
-        .key_condition_expression("failing_pk = :p")
-        .expression_attribute_values(":p", AttributeValue::S(FAILING_PARTITION.to_owned()))
-        .send()
+    let far = Timestamp::parse("2999-01-01T00:00:00Z").unwrap();
+    api.store
+        .due(far)
         .await
-        .unwrap();
-    out.items()
+        .unwrap()
+        .items
         .iter()
-        .map(|item: &HashMap<String, AttributeValue>| item["id"].as_s().unwrap().clone())
+        .map(|hook| hook.id.to_string())
         .collect()
 }
 

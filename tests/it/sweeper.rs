@@ -435,11 +435,9 @@ async fn with_the_option_on_a_first_timeout_is_disabled_at_the_next_sweep() {
     body["endpoint"] = json!(rx.url("/slow?delay=30"));
     body["events"] = json!(["run.completed"]);
     let hook = failing(&stack, "TIMEOUT", body, None).await;
-    let http = shared::adapters::HttpPoster::new(
-        integration_tests::stack::loopback_policy(),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(1))
+            .unwrap();
     let sender = sender::Sender::new(stack.api.store.clone(), http, 10).disable_on_timeout(true);
     stack.publish("TIMEOUT", "run.completed", json!({})).await;
     let poll = sender::poller::poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)

@@ -10,7 +10,10 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
 use integration_tests::workspace_root;
 use serde_json::{Value, json};
-use shared::adapters::dynamo::{FAILING_INDEX, FAILING_PK, FAILING_SK, PK, SK};
+use shared::adapters::dynamo::schema::{
+    FAILING_INDEX, FAILING_SK,
+    attr::{FAILING_PK, PK, SK},
+};
 use shared::adapters::sqs;
 use shared::config::Env;
 use shared::domain::delivery::DEFAULT_DEADLINE;
@@ -236,15 +239,108 @@ fn function_env(t: &Value, function: &str) -> HashMap<String, String> {
             _ => "resource-attribute".to_owned(),
         }
     };
+    for (name, value) in declared_env(t, function) {
+        // The only condition is `UseLocalEndpoint`, false when deployed: its
+        // `Fn::If` takes the else branch, `AWS::NoValue` (no variable).
+        if let Some(branches) = value.get("Fn::If") {
+            let otherwise = &branches[2];
+            if otherwise["Ref"] != "AWS::NoValue" {
+                vars.insert(name, resolve(otherwise));
+            }
+            continue;
+        }
+        vars.insert(name, resolve(&value));
+    }
+    vars
+}
+
+/// The variables a function declares, its own over the globals.
+fn declared_env(t: &Value, function: &str) -> Vec<(String, Value)> {
+    let mut vars = Vec::new();
     for source in [
         &t["Globals"]["Function"]["Environment"]["Variables"],
         &t["Resources"][function]["Properties"]["Environment"]["Variables"],
     ] {
         for (name, value) in source.as_object().unwrap() {
-            vars.insert(name.clone(), resolve(value));
+            vars.retain(|(n, _): &(String, Value)| n != name);
+            vars.push((name.clone(), value.clone()));
         }
     }
     vars
+}
+
+#[test]
+fn a_deployed_function_has_no_endpoint_override() {
+    let t = template();
+    assert_eq!(t["Parameters"]["LocalEndpointUrl"]["Default"], "");
+    assert_eq!(
+        t["Conditions"]["UseLocalEndpoint"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "LocalEndpointUrl"}, ""]}]})
+    );
+    for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
+        let env = function_env(&t, function);
+        assert!(!env.contains_key("AWS_ENDPOINT_URL"), "{function}");
+        assert_eq!(
+            env.get("ENDPOINT_ALLOW_CIDRS")
+                .map(String::as_str)
+                .unwrap_or(""),
+            "",
+            "{function}"
+        );
+    }
+}
+
+/// `sam local` applies an env-vars file only to variables the template
+/// declares: every variable of `local/sam-env.json` must be declared, and
+/// with them each function's configuration is the local stack's.
+#[test]
+fn the_local_env_file_sets_only_declared_variables_and_opens_loopback() {
+    let t = template();
+    let text = std::fs::read_to_string(workspace_root().join("local/sam-env.json")).unwrap();
+    let file: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        file.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["ConfigApiFunction", "SenderFunction", "SweeperFunction"])
+    );
+    let mut envs = HashMap::new();
+    for (function, vars) in &file {
+        let declared: BTreeSet<String> = declared_env(&t, function)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut env = function_env(&t, function);
+        for (name, value) in vars.as_object().unwrap() {
+            assert!(
+                declared.contains(name),
+                "{function}: {name} is not declared in template.yaml, so sam local ignores it"
+            );
+            env.insert(name.clone(), value.as_str().unwrap().to_owned());
+        }
+        envs.insert(function.clone(), env);
+    }
+    let local = local_stack::local_rules();
+    let env = &envs["ConfigApiFunction"];
+    let lookup = |k: &str| env.get(k).cloned();
+    let api = config_api::ApiConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(api.endpoint_rules, local);
+    assert_eq!(api.table_name, local_stack::provision::TABLE);
+    assert!(
+        matches!(api.admin_token, config_api::AdminTokenSource::Secret(ref id) if id == local_stack::provision::ADMIN_SECRET)
+    );
+    assert!(
+        api.queue_url
+            .ends_with(&format!("/{}", local_stack::provision::QUEUE))
+    );
+    let env = &envs["SenderFunction"];
+    let lookup = |k: &str| env.get(k).cloned();
+    let sender = sender::SenderConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(sender.addresses, local.addresses);
+    assert_eq!(sender.table_name, local_stack::provision::TABLE);
+    let env = &envs["SweeperFunction"];
+    let lookup = |k: &str| env.get(k).cloned();
+    let sweeper = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(sweeper.table_name, local_stack::provision::TABLE);
+    assert_eq!(sweeper.notice.from, local_stack::provision::MAIL_FROM);
 }
 
 #[test]

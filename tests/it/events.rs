@@ -9,8 +9,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use axum::http::StatusCode;
 use integration_tests::api::Api;
 use integration_tests::receiver::Receiver;
-use integration_tests::stack::{Stack, loopback_rules};
+use integration_tests::stack::Stack;
 use integration_tests::workspace_root;
+use local_stack::local_rules;
 use serde_json::Value;
 use shared::domain::{ProjectCode, Timestamp, WebhookId, WebhookInput};
 use shared::ports::WebhookStore;
@@ -53,7 +54,7 @@ fn every_sample_is_run_by_a_test_here() {
 
 #[tokio::test]
 async fn api_gateway_samples_run_through_the_config_api() {
-    let api = Api::with_admin(loopback_rules(), SAMPLE_TOKEN).await;
+    let api = Api::with_admin(local_rules(), SAMPLE_TOKEN).await;
     for (name, expected) in API_SAMPLES {
         let request = lambda_http::request::from_str(&sample(name)).unwrap();
         let reply = api
@@ -83,7 +84,7 @@ async fn the_sqs_sample_delivers_its_envelope() {
         events: Some(vec!["run.completed".into()]),
         ..WebhookInput::default()
     }
-    .validate(&loopback_rules())
+    .validate(&local_rules())
     .unwrap()
     .into_webhook(
         WebhookId::parse(body["webhook_id"].as_str().unwrap()).unwrap(),

@@ -7,35 +7,27 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use integration_tests::counting::{counting_queue, counting_store};
+use integration_tests::counting::counting_queue;
 use integration_tests::receiver::Receiver;
-use integration_tests::stack::{Stack, loopback_policy};
+use integration_tests::stack::{Counting, Stack};
+use local_stack::loopback_policy;
 use sender::Sender;
 use sender::poller::poll_once;
-use serde_json::json;
 use shared::adapters::HttpPoster;
 
 #[tokio::test]
 async fn publishing_to_n_webhooks_costs_ceil_n_over_10_send_message_batch_calls() {
     let stack = Stack::start().await;
-    let (queue, sqs_calls) = counting_queue(&stack.api.queue_url).await;
-    let api = stack.api.over(stack.api.store.clone(), queue);
+    let counting = stack.counting().await;
+    let (api, sqs_calls) = (&counting.api, &counting.sqs);
     let mut created = 0;
     for (n, expected_calls) in [(1, 1), (10, 1), (11, 2), (25, 3), (100, 10)] {
-        while created < n {
-            stack
-                .webhook("N", "http://127.0.0.1:9/x", &["run.completed"], None)
-                .await;
-            created += 1;
-        }
-        sqs_calls.reset();
-        let reply = api
-            .admin(
-                "POST",
-                "/projects/N/events",
-                Some(json!({"event_name": "run.completed", "payload": {}})),
-            )
+        stack
+            .webhooks("N", n - created, |_| "http://127.0.0.1:9/x".into())
             .await;
+        created = n;
+        sqs_calls.reset();
+        let reply = api.publish_run("N").await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         assert_eq!(reply.body["deliveries"], n);
         assert_eq!(sqs_calls.get("SendMessageBatch"), expected_calls, "N = {n}");
@@ -52,20 +44,15 @@ async fn publishing_to_n_webhooks_costs_ceil_n_over_10_send_message_batch_calls(
 async fn a_healthy_batch_of_10_costs_one_batch_get_item_and_no_write() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    for i in 0..10 {
-        stack
-            .webhook("H", &rx.url(&format!("/ok/{i}")), &["run.completed"], None)
-            .await;
-    }
     stack
-        .api
-        .admin(
-            "POST",
-            "/projects/H/events",
-            Some(json!({"event_name": "run.completed", "payload": {}})),
-        )
+        .webhooks("H", 10, |i| rx.url(&format!("/ok/{i}")))
         .await;
-    let (store, dynamo_calls) = counting_store(stack.api.store.table()).await;
+    stack.api.publish_run("H").await;
+    let Counting {
+        store,
+        dynamo: dynamo_calls,
+        ..
+    } = stack.counting().await;
     let sender = Sender::new(
         store,
         HttpPoster::new(loopback_policy(), Duration::from_secs(2)).unwrap(),
@@ -88,14 +75,7 @@ async fn a_healthy_batch_of_10_costs_one_batch_get_item_and_no_write() {
     let failing = stack
         .webhook("H", &rx.url("/down?status=503"), &["run.completed"], None)
         .await;
-    stack
-        .api
-        .admin(
-            "POST",
-            "/projects/H/events",
-            Some(json!({"event_name": "run.completed", "payload": {}})),
-        )
-        .await;
+    stack.api.publish_run("H").await;
     dynamo_calls.reset();
     let mut delivered = 0;
     while delivered < 11 {
@@ -119,13 +99,7 @@ async fn when_sqs_refuses_the_answer_says_nothing_was_queued() {
         .await;
     let (queue, _) = counting_queue(&format!("{}-deleted", stack.api.queue_url)).await;
     let api = stack.api.over(stack.api.store.clone(), queue);
-    let reply = api
-        .admin(
-            "POST",
-            "/projects/S/events",
-            Some(json!({"event_name": "run.completed", "payload": {}})),
-        )
-        .await;
+    let reply = api.publish_run("S").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.error_code(), "enqueue_failed");
     let message = reply.body["error"]["message"].as_str().unwrap();

@@ -191,21 +191,14 @@ async fn publish_rejects_bad_events_and_oversized_envelopes() {
 #[tokio::test]
 async fn a_silent_endpoint_times_out_without_holding_back_the_batch() {
     let deadline = Duration::from_secs(2);
-    let stack = Stack::with_sender(integration_tests::stack::loopback_policy(), deadline).await;
+    let stack = Stack::with_sender(local_stack::loopback_policy(), deadline).await;
     let rx = Receiver::start().await;
     let slow = stack
         .webhook("B", &rx.url("/slow?delay=3600"), &["run.completed"], None)
         .await;
-    for i in 0..9 {
-        stack
-            .webhook(
-                "B",
-                &rx.url(&format!("/fast/{i}")),
-                &["run.completed"],
-                None,
-            )
-            .await;
-    }
+    stack
+        .webhooks("B", 9, |i| rx.url(&format!("/fast/{i}")))
+        .await;
     assert_eq!(
         stack.publish("B", "run.completed", run_payload()).await["deliveries"],
         10
@@ -411,11 +404,9 @@ async fn a_storage_fault_before_the_post_returns_the_records_for_retry() {
         &integration_tests::sdk_config().await,
         "no-such-table",
     );
-    let http = shared::adapters::HttpPoster::new(
-        integration_tests::stack::loopback_policy(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap();
     let sender = sender::Sender::new(broken_store, http, 10);
     let mut event = SqsEvent::default();
     event.records = messages

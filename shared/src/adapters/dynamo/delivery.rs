@@ -1,0 +1,175 @@
+//! [`DeliveryStore`]: the sender's one read per batch and its conditional
+//! failure and recovery writes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+use super::schema::{
+    DUE_PARTITION, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item, attr, n, s, webhook_key,
+};
+use super::update::Update;
+use super::{DynamoStore, from_webhook_item, to_value, unavailable};
+use crate::domain::{Timestamp, Webhook, WebhookId};
+use crate::ports::{DeliveryStore, StoreError, WebhookKey};
+
+/// Most keys one `BatchGetItem` takes.
+const MAX_BATCH_GET: usize = 100;
+/// Tries for keys DynamoDB leaves unprocessed (throttling), with backoff.
+const UNPROCESSED_TRIES: u32 = 5;
+
+impl DynamoStore {
+    /// One `BatchGetItem` (per 100 keys), re-asking for unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut pending = keys;
+        for attempt in 0..UNPROCESSED_TRIES {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(unavailable)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(left) = out
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+            {
+                pending = left.keys;
+            }
+        }
+        if pending.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError::Unavailable(
+                format!("{} keys left unprocessed by BatchGetItem", pending.len()).into(),
+            ))
+        }
+    }
+}
+
+/// The update `record_failure` makes.
+fn failure_update(at: Timestamp, reason: &str, due_now: bool) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    if due_now {
+        update.set(attr::FAILING_PK, s(DUE_PARTITION));
+    } else {
+        // A webhook already marked due stays due.
+        let failing = update.name(attr::FAILING_PK);
+        update
+            .set_expr(
+                attr::FAILING_PK,
+                &format!("if_not_exists({failing}, :failing)"),
+            )
+            .value(":failing", s(FAILING_PARTITION));
+    }
+    let since = update.name(FAILING_SK);
+    let count = update.name(attr::FAILURE_COUNT);
+    let enabled = update.name(attr::ENABLED);
+    update
+        .set(attr::LAST_FAILURE_AT, to_value(&at)?)
+        .set(attr::LAST_FAILURE_REASON, s(reason))
+        // The first failure since the last success is kept.
+        .set_expr(FAILING_SK, &format!("if_not_exists({since}, :at)"))
+        .set_expr(
+            attr::FAILURE_COUNT,
+            &format!("if_not_exists({count}, :zero) + :one"),
+        )
+        // Only while enabled: a disabled webhook stays out of the index.
+        .condition(format!("{enabled} = :on"))
+        .value(":at", to_value(&at)?)
+        .value(":zero", n(0))
+        .value(":one", n(1))
+        .value(":on", AttributeValue::Bool(true));
+    Ok(update)
+}
+
+impl DeliveryStore for DynamoStore {
+    async fn get_many(
+        &self,
+        keys: &[WebhookKey],
+    ) -> Result<HashMap<WebhookId, Webhook>, StoreError> {
+        let mut unique: Vec<&WebhookKey> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut webhooks = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(MAX_BATCH_GET) {
+            let keys = chunk
+                .iter()
+                .map(|(project, id)| webhook_key(project, *id))
+                .collect();
+            for item in self.batch_get(keys).await? {
+                let hook = from_webhook_item(item)?;
+                webhooks.insert(hook.id, hook);
+            }
+        }
+        Ok(webhooks)
+    }
+
+    async fn record_failure(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+        due_now: bool,
+    ) -> Result<(), StoreError> {
+        let update = failure_update(at, reason, due_now)?;
+        self.update_webhook(&webhook.project, webhook.id, update)
+            .await
+            .map(drop)
+    }
+
+    async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        for field in FAILURE_SUMMARY {
+            update.remove(field);
+        }
+        self.update_webhook(&webhook.project, webhook.id, update)
+            .await
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_the_first_failing_since_and_counts() {
+        let update = failure_update(Timestamp::now(), "HTTP 503", false).unwrap();
+        let expr = update.expression();
+        assert!(
+            expr.contains("#failing_since = if_not_exists(#failing_since, :at)"),
+            "{expr}"
+        );
+        assert!(
+            expr.contains("#failure_count = if_not_exists(#failure_count, :zero) + :one"),
+            "{expr}"
+        );
+        assert!(
+            expr.contains("#failing_pk = if_not_exists(#failing_pk, :failing)"),
+            "{expr}"
+        );
+        assert_eq!(
+            update.condition_expression().as_deref(),
+            Some("(#enabled = :on)")
+        );
+        let due = failure_update(Timestamp::now(), "timeout", true).unwrap();
+        assert_eq!(due.values[":failing_pk"], s(DUE_PARTITION));
+    }
+}

@@ -1,0 +1,126 @@
+//! The webhook table in DynamoDB, one module per port:
+//!
+//! - [`schema`]: key formats, attribute names and the table definition;
+//! - [`update`]: UpdateItem expressions over those names;
+//! - `webhooks`, `tokens`, `delivery`, `sweep`: [`WebhookStore`],
+//!   [`TokenStore`], [`DeliveryStore`] and [`SweepStore`] for [`DynamoStore`].
+//!
+//! [`WebhookStore`]: crate::ports::WebhookStore
+//! [`TokenStore`]: crate::ports::TokenStore
+//! [`DeliveryStore`]: crate::ports::DeliveryStore
+//! [`SweepStore`]: crate::ports::SweepStore
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::ReturnValue;
+use serde::Serialize;
+
+use crate::domain::{ProjectCode, Webhook, WebhookId};
+use crate::ports::StoreError;
+
+mod delivery;
+pub mod schema;
+mod sweep;
+mod tokens;
+pub(crate) mod update;
+mod webhooks;
+
+use schema::{Item, WebhookItem, attr};
+use update::Update;
+
+fn unavailable<E>(e: E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn corrupt(e: serde_dynamo::Error) -> StoreError {
+    StoreError::Corrupt(Box::new(e))
+}
+
+fn to_value<T: Serialize>(
+    value: &T,
+) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(corrupt)
+}
+
+fn from_webhook_item(item: Item) -> Result<Webhook, StoreError> {
+    serde_dynamo::from_item::<_, WebhookItem>(item)
+        .map(|i| i.webhook)
+        .map_err(corrupt)
+}
+
+/// True when the call failed only because its condition did not hold.
+fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// DynamoDB storage for webhooks and tokens.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(sdk), table)
+    }
+
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its keys and the `failing` index
+    /// ([`schema`]). Used by tests and the local stack.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        schema::create_table(&self.client, &self.table).await
+    }
+
+    /// Runs an UpdateItem on an existing webhook, under the update's
+    /// conditions; answers the webhook as updated, `None` when it is gone or
+    /// a condition did not hold.
+    async fn update_webhook(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        mut update: Update,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let pk = update.name(attr::PK);
+        update.condition(format!("attribute_exists({pk})"));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::webhook_key(project, id)))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values((!update.values.is_empty()).then_some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(from_webhook_item).transpose(),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The shape of the webhook table: key formats, attribute names and the table
+//! definition. Every expression in the store names attributes through the
+//! constants here, and a unit test checks that a serialized webhook item
+//! carries exactly these names, so a renamed field breaks a test, not
+//! production. The design is described in `docs/ARCHITECTURE.md`, "Table".
+//!
+//! | item            | `pk`              | `sk`            | notes |
+//! |-----------------|-------------------|-----------------|-------|
+//! | webhook         | `PROJECT#<code>`  | `WEBHOOK#<id>`  | ids are UUIDv7: a Query lists in creation order |
+//! | project counter | `PROJECT#<code>`  | `PROJECT`       | `webhook_count`, kept in the same transaction as create/delete |
+//! | token           | `TOKEN#<id>`      | `TOKEN`         | the id is a prefix of the token's SHA-256: one GetItem per request |
+//!
+//! The sparse global secondary index `failing` has partition key
+//! `failing_pk` and sort key `failing_since`. Only webhooks the sweeper has
+//! work for carry `failing_pk`: `FAILING` (enabled and failing), `DUE`
+//! (marked due at once by the sender) and `NOTICE` (auto-disabled, e-mail
+//! pending). "Failing since before T" is one Query over exactly those
+//! webhooks, never a Scan of the table.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use serde::{Deserialize, Serialize};
+
+use super::unavailable;
+use crate::domain::{ProjectCode, Timestamp, TokenId, TokenRecord, Webhook, WebhookId};
+use crate::ports::StoreError;
+
+/// An item as the SDK sees it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names. Those of a webhook are its serde field names; the
+/// bookkeeping ones exist only on the item.
+pub mod attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+
+    pub const ID: &str = "id";
+    pub const PROJECT: &str = "project";
+    pub const TITLE: &str = "title";
+    pub const ENDPOINT: &str = "endpoint";
+    pub const SECRET: &str = "secret";
+    pub const EVENTS: &str = "events";
+    pub const ENABLED: &str = "enabled";
+    pub const NOTIFY_EMAILS: &str = "notify_emails";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const FAILING_SINCE: &str = "failing_since";
+    pub const LAST_FAILURE_AT: &str = "last_failure_at";
+    pub const LAST_FAILURE_REASON: &str = "last_failure_reason";
+    pub const FAILURE_COUNT: &str = "failure_count";
+    pub const DISABLED_AT: &str = "disabled_at";
+    pub const DISABLED_REASON: &str = "disabled_reason";
+
+    /// Partition key of the `failing` index: which sweeper queue, if any.
+    pub const FAILING_PK: &str = "failing_pk";
+    /// When a sweep took the pending e-mail.
+    pub const NOTICE_CLAIMED_AT: &str = "notice_claimed_at";
+    /// When the auto-disable e-mail went out.
+    pub const NOTICE_SENT_AT: &str = "notice_sent_at";
+
+    /// On the project counter item.
+    pub const WEBHOOK_COUNT: &str = "webhook_count";
+    /// On a token item: hex SHA-256 of the token.
+    pub const TOKEN_HASH: &str = "token_hash";
+}
+
+/// Every attribute a webhook item can carry.
+pub const WEBHOOK_ATTRIBUTES: [&str; 21] = [
+    attr::PK,
+    attr::SK,
+    attr::ID,
+    attr::PROJECT,
+    attr::TITLE,
+    attr::ENDPOINT,
+    attr::SECRET,
+    attr::EVENTS,
+    attr::ENABLED,
+    attr::NOTIFY_EMAILS,
+    attr::CREATED_AT,
+    attr::UPDATED_AT,
+    attr::FAILING_SINCE,
+    attr::LAST_FAILURE_AT,
+    attr::LAST_FAILURE_REASON,
+    attr::FAILURE_COUNT,
+    attr::DISABLED_AT,
+    attr::DISABLED_REASON,
+    attr::FAILING_PK,
+    attr::NOTICE_CLAIMED_AT,
+    attr::NOTICE_SENT_AT,
+];
+
+/// The fields that make up the failure state, cleared on re-enable.
+pub const FAILURE_STATE: [&str; 9] = [
+    attr::FAILING_SINCE,
+    attr::LAST_FAILURE_AT,
+    attr::LAST_FAILURE_REASON,
+    attr::FAILURE_COUNT,
+    attr::DISABLED_AT,
+    attr::DISABLED_REASON,
+    attr::FAILING_PK,
+    attr::NOTICE_CLAIMED_AT,
+    attr::NOTICE_SENT_AT,
+];
+
+/// The failure summary a success clears.
+pub const FAILURE_SUMMARY: [&str; 5] = [
+    attr::FAILING_SINCE,
+    attr::LAST_FAILURE_AT,
+    attr::LAST_FAILURE_REASON,
+    attr::FAILURE_COUNT,
+    attr::FAILING_PK,
+];
+
+pub const FAILING_INDEX: &str = "failing";
+/// Sort key of the `failing` index.
+pub const FAILING_SK: &str = attr::FAILING_SINCE;
+/// `failing_pk` of an enabled webhook that is failing.
+pub const FAILING_PARTITION: &str = "FAILING";
+/// `failing_pk` of a webhook the sender marked due for disabling at once.
+pub const DUE_PARTITION: &str = "DUE";
+/// `failing_pk` of an auto-disabled webhook whose e-mail is not sent yet.
+pub const NOTICE_PARTITION: &str = "NOTICE";
+
+/// Sort keys of webhook items start with this.
+pub const WEBHOOK_SK_PREFIX: &str = "WEBHOOK#";
+pub const COUNTER_SK: &str = "PROJECT";
+pub const TOKEN_SK: &str = "TOKEN";
+
+pub fn project_pk(project: &ProjectCode) -> String {
+    format!("PROJECT#{project}")
+}
+
+pub fn webhook_sk(id: WebhookId) -> String {
+    format!("{WEBHOOK_SK_PREFIX}{id}")
+}
+
+pub fn token_pk(id: &TokenId) -> String {
+    format!("TOKEN#{id}")
+}
+
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(super) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([(attr::PK.to_owned(), s(pk)), (attr::SK.to_owned(), s(sk))])
+}
+
+/// The key of a webhook item.
+pub fn webhook_key(project: &ProjectCode, id: WebhookId) -> Item {
+    key(project_pk(project), webhook_sk(id))
+}
+
+/// The key of a project's counter item.
+pub fn counter_key(project: &ProjectCode) -> Item {
+    key(project_pk(project), COUNTER_SK.to_owned())
+}
+
+/// The key of a token item.
+pub fn token_key(id: &TokenId) -> Item {
+    key(token_pk(id), TOKEN_SK.to_owned())
+}
+
+/// A webhook as stored: the webhook, its keys and the sweeper's bookkeeping.
+#[derive(Serialize, Deserialize)]
+pub(super) struct WebhookItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_claimed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_sent_at: Option<Timestamp>,
+}
+
+impl WebhookItem {
+    pub fn new(webhook: &Webhook) -> Self {
+        Self {
+            pk: project_pk(&webhook.project),
+            sk: webhook_sk(webhook.id),
+            webhook: webhook.clone(),
+            failing_pk: None,
+            notice_claimed_at: None,
+            notice_sent_at: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct TokenItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub record: TokenRecord,
+}
+
+/// The item a new webhook is stored as.
+pub fn webhook_item(webhook: &Webhook) -> Result<Item, serde_dynamo::Error> {
+    serde_dynamo::to_item(WebhookItem::new(webhook))
+}
+
+/// Creates the table with its keys and the `failing` index, on-demand
+/// billing: the definition `template.yaml` also declares (a test compares
+/// them). Used by tests and the local stack.
+pub(super) async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), StoreError> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(unavailable)
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(unavailable)
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(FAILING_INDEX)
+        .key_schema(key(attr::FAILING_PK, KeyType::Hash)?)
+        .key_schema(key(FAILING_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(unavailable)?;
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(attr::PK)?)
+        .attribute_definitions(attribute(attr::SK)?)
+        .attribute_definitions(attribute(attr::FAILING_PK)?)
+        .attribute_definitions(attribute(FAILING_SK)?)
+        .key_schema(key(attr::PK, KeyType::Hash)?)
+        .key_schema(key(attr::SK, KeyType::Range)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::{Secret, WebhookInput};
+
+    fn full_item() -> Item {
+        let now = Timestamp::parse("2026-11-28T10:00:00Z").unwrap();
+        let mut webhook = WebhookInput {
+            title: Some("t".into()),
+            endpoint: Some("https://example.com/".into()),
+            secret: Some("s3cret".into()),
+            events: Some(vec!["run.completed".into()]),
+            notify_emails: Some(vec!["a@example.com".into()]),
+            ..WebhookInput::default()
+        }
+        .validate(&Default::default())
+        .unwrap()
+        .into_webhook(WebhookId::generate(), ProjectCode::parse("P").unwrap(), now);
+        webhook.failing_since = Some(now);
+        webhook.last_failure_at = Some(now);
+        webhook.last_failure_reason = Some("HTTP 503".into());
+        webhook.failure_count = 1;
+        webhook.disabled_at = Some(now);
+        webhook.disabled_reason = Some("r".into());
+        assert!(
+            webhook
+                .secret
+                .as_ref()
+                .is_some_and(|s: &Secret| !s.expose().is_empty())
+        );
+        let mut item = WebhookItem::new(&webhook);
+        item.failing_pk = Some(NOTICE_PARTITION.into());
+        item.notice_claimed_at = Some(now);
+        item.notice_sent_at = Some(now);
+        serde_dynamo::to_item(item).unwrap()
+    }
+
+    #[test]
+    fn a_webhook_item_carries_exactly_the_named_attributes() {
+        let item = full_item();
+        let names: BTreeSet<&str> = item.keys().map(String::as_str).collect();
+        let expected: BTreeSet<&str> = WEBHOOK_ATTRIBUTES.into_iter().collect();
+        assert_eq!(names, expected);
+        assert_eq!(
+            WEBHOOK_ATTRIBUTES.len(),
+            expected.len(),
+            "a name is listed twice"
+        );
+    }
+
+    #[test]
+    fn the_cleared_states_and_the_index_name_webhook_attributes() {
+        for name in FAILURE_STATE
+            .iter()
+            .chain(&FAILURE_SUMMARY)
+            .chain([&FAILING_SK])
+        {
+            assert!(WEBHOOK_ATTRIBUTES.contains(name), "{name}");
+        }
+        let summary: BTreeSet<_> = FAILURE_SUMMARY.into_iter().collect();
+        assert!(summary.is_subset(&FAILURE_STATE.into_iter().collect()));
+    }
+
+    #[test]
+    fn a_stored_item_reads_back_with_its_bookkeeping() {
+        let item: WebhookItem = serde_dynamo::from_item(full_item()).unwrap();
+        assert_eq!(item.failing_pk.as_deref(), Some(NOTICE_PARTITION));
+        assert!(item.notice_sent_at.is_some());
+        assert_eq!(item.pk, project_pk(&item.webhook.project));
+        assert_eq!(item.sk, webhook_sk(item.webhook.id));
+    }
+
+    #[test]
+    fn a_token_item_names_its_hash_and_project() {
+        let hash = crate::domain::ApiToken::presented("x").hash();
+        let record = TokenRecord::new(&hash, ProjectCode::parse("P").unwrap(), Timestamp::now());
+        let item: Item = serde_dynamo::to_item(TokenItem {
+            pk: token_pk(&record.id),
+            sk: TOKEN_SK.into(),
+            record,
+        })
+        .unwrap();
+        for name in [attr::PK, attr::SK, attr::PROJECT, attr::TOKEN_HASH] {
+            assert!(item.contains_key(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn keys_have_their_documented_formats() {
+        let project = ProjectCode::parse("DEMO").unwrap();
+        let id = WebhookId::generate();
+        assert_eq!(webhook_key(&project, id)[attr::PK], s("PROJECT#DEMO"));
+        assert_eq!(
+            webhook_key(&project, id)[attr::SK],
+            s(format!("WEBHOOK#{id}"))
+        );
+        assert_eq!(counter_key(&project)[attr::SK], s("PROJECT"));
+    }
+}

@@ -1,0 +1,178 @@
+//! [`SweepStore`]: the sweeper's queries of the sparse `failing` index, the
+//! conditional disable, and the bookkeeping that sends each auto-disable
+//! e-mail exactly once.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::schema::{
+    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, NOTICE_PARTITION, attr, s,
+};
+use super::update::Update;
+use super::{DynamoStore, from_webhook_item, to_value, unavailable};
+use crate::domain::{Timestamp, Webhook};
+use crate::ports::{Found, StoreError, SweepStore};
+
+impl DynamoStore {
+    /// Every item of one partition of the `failing` index, following
+    /// pagination; `before` bounds the sort key. Answers how many it read.
+    async fn query_failing(
+        &self,
+        partition: &str,
+        before: Option<Timestamp>,
+    ) -> Result<Found<Webhook>, StoreError> {
+        let mut found = Found {
+            items: Vec::new(),
+            read: 0,
+        };
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FAILING_INDEX)
+                .expression_attribute_names("#pk", attr::FAILING_PK)
+                .expression_attribute_values(":pk", s(partition))
+                .set_exclusive_start_key(start.take());
+            query = match before {
+                Some(before) => query
+                    .key_condition_expression("#pk = :pk AND #since < :before")
+                    .expression_attribute_names("#since", FAILING_SK)
+                    .expression_attribute_values(":before", to_value(&before)?),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            let out = query.send().await.map_err(unavailable)?;
+            found.read += usize::try_from(out.scanned_count).unwrap_or_default();
+            for item in out.items.unwrap_or_default() {
+                found.items.push(from_webhook_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// An update of the notice bookkeeping, only while the notice is pending.
+    async fn update_notice(
+        &self,
+        webhook: &Webhook,
+        mut update: Update,
+    ) -> Result<bool, StoreError> {
+        let failing = update.name(attr::FAILING_PK);
+        update
+            .condition(format!("{failing} = :notice"))
+            .value(":notice", s(NOTICE_PARTITION));
+        self.update_webhook(&webhook.project, webhook.id, update)
+            .await
+            .map(|hook| hook.is_some())
+    }
+}
+
+/// The update `disable` makes: only while still enabled and failing since
+/// the time the webhook was read with.
+fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    let enabled = update.name(attr::ENABLED);
+    let failing_since = update.name(FAILING_SK);
+    let failing = update.name(attr::FAILING_PK);
+    update
+        .set(attr::ENABLED, AttributeValue::Bool(false))
+        .set(attr::DISABLED_AT, to_value(&at)?)
+        .set(attr::DISABLED_REASON, s(reason))
+        .set(attr::UPDATED_AT, to_value(&at)?)
+        .set(attr::FAILING_PK, s(NOTICE_PARTITION))
+        .remove(attr::NOTICE_CLAIMED_AT)
+        .remove(attr::NOTICE_SENT_AT)
+        .condition(format!("{enabled} = :on"))
+        .condition(format!("{failing_since} = :since"))
+        .condition(format!("{failing} IN (:failing, :due)"))
+        .value(":on", AttributeValue::Bool(true))
+        .value(":since", to_value(&since)?)
+        .value(":failing", s(FAILING_PARTITION))
+        .value(":due", s(DUE_PARTITION));
+    Ok(update)
+}
+
+impl SweepStore for DynamoStore {
+    async fn due(&self, cutoff: Timestamp) -> Result<Found<Webhook>, StoreError> {
+        let mut found = self.query_failing(FAILING_PARTITION, Some(cutoff)).await?;
+        let due = self.query_failing(DUE_PARTITION, None).await?;
+        found.items.extend(due.items);
+        found.read += due.read;
+        Ok(found)
+    }
+
+    async fn disable(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let Some(since) = webhook.failing_since else {
+            return Ok(None);
+        };
+        let update = disable_update(since, at, reason)?;
+        self.update_webhook(&webhook.project, webhook.id, update)
+            .await
+    }
+
+    async fn pending_notices(&self) -> Result<Vec<Webhook>, StoreError> {
+        Ok(self.query_failing(NOTICE_PARTITION, None).await?.items)
+    }
+
+    async fn claim_notice(
+        &self,
+        webhook: &Webhook,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut update = Update::default();
+        let claimed = update.name(attr::NOTICE_CLAIMED_AT);
+        update
+            .set(attr::NOTICE_CLAIMED_AT, to_value(&now)?)
+            .condition(format!(
+                "attribute_not_exists({claimed}) OR {claimed} < :stale"
+            ))
+            .value(":stale", to_value(&stale_before)?);
+        self.update_notice(webhook, update).await
+    }
+
+    async fn notice_sent(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        update
+            .set(attr::NOTICE_SENT_AT, to_value(&at)?)
+            .remove(attr::NOTICE_CLAIMED_AT)
+            .remove(attr::FAILING_PK);
+        self.update_notice(webhook, update).await.map(drop)
+    }
+
+    async fn release_notice(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        update.remove(attr::NOTICE_CLAIMED_AT);
+        self.update_notice(webhook, update).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabling_files_the_notice_only_while_still_failing_since_the_read() {
+        let now = Timestamp::now();
+        let update = disable_update(now, now, "failing").unwrap();
+        assert_eq!(
+            update.condition_expression().as_deref(),
+            Some(
+                "(#enabled = :on) AND (#failing_since = :since) AND (#failing_pk IN (:failing, :due))"
+            )
+        );
+        assert_eq!(update.values[":failing_pk"], s(NOTICE_PARTITION));
+        assert!(
+            update
+                .expression()
+                .contains("REMOVE #notice_claimed_at, #notice_sent_at")
+        );
+    }
+}

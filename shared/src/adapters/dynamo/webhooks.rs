@@ -1,0 +1,310 @@
+//! [`WebhookStore`]: the config API's webhooks, and the per-project counter
+//! kept in the same transaction as create and delete.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+
+use super::schema::{
+    FAILURE_STATE, NOTICE_PARTITION, WEBHOOK_SK_PREFIX, attr, counter_key, n, project_pk, s,
+    webhook_item, webhook_key,
+};
+use super::update::Update;
+use super::{DynamoStore, corrupt, from_webhook_item, to_value, unavailable};
+use crate::domain::{
+    MAX_WEBHOOKS_PER_PROJECT, ProjectCode, Timestamp, Webhook, WebhookChanges, WebhookId,
+};
+use crate::ports::{Page, StoreError, WebhookStore};
+
+fn canceled(err: &TransactWriteItemsError) -> Option<&TransactionCanceledException> {
+    match err {
+        TransactWriteItemsError::TransactionCanceledException(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether the transaction was cancelled because the condition of its
+/// `index`-th item did not hold.
+fn condition_failed<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+    index: usize,
+) -> bool {
+    err.as_service_error()
+        .and_then(canceled)
+        .and_then(|e| e.cancellation_reasons().get(index))
+        .and_then(|r| r.code())
+        .is_some_and(|c| c == "ConditionalCheckFailed")
+}
+
+/// The counter update of a transaction, as the SDK's transaction item.
+fn counter_update(
+    table: &str,
+    project: &ProjectCode,
+    update: Update,
+) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
+    aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(counter_key(project)))
+        .update_expression(update.expression())
+        .set_condition_expression(update.condition_expression())
+        .set_expression_attribute_names(Some(update.names))
+        .set_expression_attribute_values(Some(update.values))
+        .build()
+        .map_err(unavailable)
+}
+
+/// The update for `changes`, without the re-enable bookkeeping.
+pub(super) fn changes_update(
+    changes: &WebhookChanges,
+    now: Timestamp,
+) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    update.set(attr::UPDATED_AT, to_value(&now)?);
+    if let Some(title) = &changes.title {
+        update.set(attr::TITLE, s(title.clone()));
+    }
+    if let Some(endpoint) = &changes.endpoint {
+        update.set(attr::ENDPOINT, s(endpoint.as_str()));
+    }
+    match &changes.secret {
+        Some(Some(secret)) => {
+            update.set(attr::SECRET, s(secret.expose()));
+        }
+        Some(None) => {
+            update.remove(attr::SECRET);
+        }
+        None => {}
+    }
+    if let Some(events) = &changes.events {
+        update.set(attr::EVENTS, to_value(events)?);
+    }
+    if let Some(emails) = &changes.notify_emails {
+        update.set(attr::NOTIFY_EMAILS, to_value(emails)?);
+    }
+    if changes.enabled == Some(false) {
+        // The history stays visible; `update` takes it out of the index.
+        update.set(attr::ENABLED, AttributeValue::Bool(false));
+    }
+    Ok(update)
+}
+
+impl WebhookStore for DynamoStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(webhook_item(webhook).map_err(corrupt)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .build()
+            .map_err(unavailable)?;
+        let mut count = Update::default();
+        let counter = count.name(attr::WEBHOOK_COUNT);
+        count
+            .set_expr(
+                attr::WEBHOOK_COUNT,
+                &format!("if_not_exists({counter}, :zero) + :one"),
+            )
+            .condition(format!(
+                "attribute_not_exists({counter}) OR {counter} < :max"
+            ))
+            .value(":zero", n(0))
+            .value(":one", n(1))
+            .value(":max", n(MAX_WEBHOOKS_PER_PROJECT));
+        let count = counter_update(&self.table, &webhook.project, count)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err, 1) => {
+                Err(StoreError::LimitReached(MAX_WEBHOOKS_PER_PROJECT))
+            }
+            Err(err) if condition_failed(&err, 0) => Err(StoreError::AlreadyExists),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn get(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(project, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.map(from_webhook_item).transpose()
+    }
+
+    async fn list(
+        &self,
+        project: &ProjectCode,
+        limit: u32,
+        after: Option<WebhookId>,
+    ) -> Result<Page<Webhook>, StoreError> {
+        let limit = limit.clamp(1, MAX_WEBHOOKS_PER_PROJECT);
+        // One more than asked tells whether another page follows, without
+        // handing out a cursor to an empty page.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", s(project_pk(project)))
+            .expression_attribute_values(":prefix", s(WEBHOOK_SK_PREFIX))
+            .set_exclusive_start_key(after.map(|id| webhook_key(project, id)))
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_webhook_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|w| w.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn update(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        changes: &WebhookChanges,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        if changes.enabled == Some(true) {
+            // Turning a disabled webhook back on clears its failure state.
+            // The condition makes this a no-op on an enabled one, whose
+            // failure history must survive an unrelated edit.
+            let mut update = changes_update(changes, now)?;
+            update.set(attr::ENABLED, AttributeValue::Bool(true));
+            for field in FAILURE_STATE {
+                update.remove(field);
+            }
+            let enabled = update.name(attr::ENABLED);
+            update
+                .condition(format!("{enabled} = :off"))
+                .value(":off", AttributeValue::Bool(false));
+            if let Some(hook) = self.update_webhook(project, id, update).await? {
+                return Ok(hook);
+            }
+        }
+        if changes.enabled == Some(false) {
+            // Out of the sweeper's index while disabled, unless the sweeper
+            // still owes the owner the auto-disable e-mail (`NOTICE`).
+            let mut update = changes_update(changes, now)?;
+            let failing = update.name(attr::FAILING_PK);
+            update
+                .remove(attr::FAILING_PK)
+                .condition(format!(
+                    "attribute_not_exists({failing}) OR {failing} <> :notice"
+                ))
+                .value(":notice", s(NOTICE_PARTITION));
+            if let Some(hook) = self.update_webhook(project, id, update).await? {
+                return Ok(hook);
+            }
+        }
+        self.update_webhook(project, id, changes_update(changes, now)?)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete(&self, project: &ProjectCode, id: WebhookId) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(project, id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .build()
+            .map_err(unavailable)?;
+        let mut count = Update::default();
+        count
+            .add(attr::WEBHOOK_COUNT, ":minus_one")
+            .value(":minus_one", n(-1));
+        let count = counter_update(&self.table, project, count)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err, 0) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_expression_sets_only_what_changed() {
+        let changes = WebhookChanges {
+            title: Some("New".into()),
+            secret: Some(None),
+            ..WebhookChanges::default()
+        };
+        let update = changes_update(&changes, Timestamp::now()).unwrap();
+        assert_eq!(
+            update.expression(),
+            "SET #updated_at = :updated_at, #title = :title REMOVE #secret"
+        );
+        assert!(!update.names.contains_key("#endpoint"));
+    }
+
+    #[test]
+    fn disabling_sets_enabled_and_leaves_the_index_to_update() {
+        let changes = WebhookChanges {
+            enabled: Some(false),
+            ..WebhookChanges::default()
+        };
+        let expr = changes_update(&changes, Timestamp::now())
+            .unwrap()
+            .expression();
+        assert!(expr.contains("#enabled = :enabled"), "{expr}");
+        assert!(!expr.contains(attr::FAILING_PK), "{expr}");
+    }
+
+    #[test]
+    fn every_field_a_change_can_write_is_a_webhook_attribute() {
+        let changes = WebhookChanges {
+            title: Some("t".into()),
+            endpoint: Some("https://example.com/".parse().unwrap()),
+            secret: Some(None),
+            events: Some(Default::default()),
+            notify_emails: Some(vec![]),
+            enabled: Some(false),
+        };
+        let update = changes_update(&changes, Timestamp::now()).unwrap();
+        for name in update.names.values() {
+            assert!(
+                super::super::schema::WEBHOOK_ATTRIBUTES.contains(&name.as_str()),
+                "{name}"
+            );
+        }
+        assert_eq!(update.names.len(), 7);
+    }
+}

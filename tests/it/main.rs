@@ -1,0 +1,13 @@
+//! The integration tests, one binary with a module per area: handlers against
+//! the local AWS emulator (one per test process, started on first use) and
+//! real HTTP receivers on 127.0.0.1. `cargo test -p integration-tests <area>`
+//! runs one area, e.g. `sweeper`.
+
+mod aws_calls;
+mod config_api;
+mod delivery;
+mod events;
+mod openapi;
+mod store;
+mod sweeper;
+mod template;
