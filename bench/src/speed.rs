@@ -78,7 +78,9 @@ async fn sender_run(sender: &Sender<MemoryStore>, batches: &[SqsEvent]) -> f64 {
     let batches = batches.to_vec();
     let started = Instant::now();
     for event in batches {
-        let response = sender.handle(event).await;
+        let response = sender
+            .handle(event, Instant::now() + sender::FUNCTION_TIMEOUT)
+            .await;
         assert!(response.batch_item_failures.is_empty());
     }
     (count * BATCH) as f64 / started.elapsed().as_secs_f64()
@@ -166,7 +168,12 @@ pub async fn isolation(runs: usize, deadline: Duration) -> Vec<Figure> {
     for _ in 0..runs {
         rx.log.take();
         let started = Instant::now();
-        sender.handle(batch(&event, &hooks)).await;
+        sender
+            .handle(
+                batch(&event, &hooks),
+                Instant::now() + sender::FUNCTION_TIMEOUT,
+            )
+            .await;
         total.push(started.elapsed().as_secs_f64() * 1000.0);
         let fast: Vec<Instant> = rx
             .log

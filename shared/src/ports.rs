@@ -19,6 +19,10 @@ pub enum StoreError {
     AlreadyExists,
     #[error("the project already holds the maximum of {0} webhooks")]
     LimitReached(u32),
+    /// Concurrent changes kept the request from applying; nothing was changed
+    /// by it, and trying again may succeed.
+    #[error("changed concurrently")]
+    Conflict,
     /// The store could not be reached or refused the call; worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -55,7 +59,10 @@ pub trait WebhookStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<Webhook>, StoreError>> + Send;
 
     /// Applies only the given changes, so concurrent updates of different
-    /// fields both hold. Re-enabling a disabled webhook clears its failure state.
+    /// fields both hold. Re-enabling a disabled webhook clears its failure
+    /// state. Answers the webhook as changed, never a state the change did not
+    /// produce: [`StoreError::Conflict`] when a concurrent write kept it from
+    /// applying.
     fn update(
         &self,
         project: &ProjectCode,
@@ -115,7 +122,9 @@ pub trait DeliveryStore: Send + Sync {
         due_now: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Clears the failure state after a success.
+    /// Clears the failure state after a success, only while the webhook is
+    /// enabled and owes no auto-disable e-mail (a sweep that disabled it
+    /// meanwhile keeps its notice).
     fn record_recovery(
         &self,
         webhook: &Webhook,
@@ -180,7 +189,7 @@ pub trait SweepStore: Send + Sync {
         stale_before: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The e-mail went out: the notice is done.
+    /// The e-mail went out, or was refused for good: the notice is done.
     fn notice_sent(
         &self,
         webhook: &Webhook,
@@ -194,10 +203,19 @@ pub trait SweepStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The mail service refused or could not be reached.
+/// Why an e-mail was not sent.
 #[derive(Debug, thiserror::Error)]
-#[error("e-mail not sent")]
-pub struct MailError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+pub enum MailError {
+    /// The mail service refused this message for good (a recipient address
+    /// it cannot send to, content it does not accept): sending the same mail
+    /// again cannot succeed.
+    #[error("the mail service refused the message")]
+    Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The mail service refused for another reason (e.g. an unverified
+    /// sender identity) or could not be reached: it may work later.
+    #[error("e-mail not sent")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// Sending e-mail.
 pub trait Mailer: Send + Sync {

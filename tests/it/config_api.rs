@@ -725,3 +725,46 @@ async fn event_types_lists_the_whole_catalog() {
         );
     }
 }
+
+#[tokio::test]
+async fn inputs_that_could_never_be_delivered_are_refused_with_the_field() {
+    let api = Api::start().await;
+    for (field, value, expected_field) in [
+        ("endpoint", json!("https://localhost./hook"), "endpoint"),
+        (
+            "endpoint",
+            json!("https://LOCALHOST.localdomain/hook"),
+            "endpoint",
+        ),
+        ("secret", json!(" s3cret"), "secret"),
+        ("secret", json!("s3cret "), "secret"),
+        (
+            "notify_emails",
+            json!(["josé@example.com"]),
+            "notify_emails[0]",
+        ),
+    ] {
+        let mut body = webhook_body("never");
+        body[field] = value.clone();
+        let reply = api
+            .admin("POST", "/projects/NEVER/webhooks", Some(body))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{field} {value}: {}",
+            reply.text
+        );
+        assert_eq!(reply.error_field(), Some(expected_field), "{}", reply.text);
+    }
+    let mut body = webhook_body("idn");
+    body["notify_emails"] = json!(["jose@exämple.com"]);
+    let created = api.create_webhook("NEVER", body).await;
+    assert_eq!(created["notify_emails"], json!(["jose@xn--exmple-cua.com"]));
+    let path = format!("/projects/NEVER/webhooks/{}", id_of(&created));
+    let reply = api
+        .admin("PATCH", &path, Some(json!({"secret": "padded "})))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text.contains("could never match"), "{}", reply.text);
+}

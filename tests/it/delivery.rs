@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use axum::http::StatusCode;
 use integration_tests::receiver::Receiver;
+use integration_tests::sender_deadline;
 use integration_tests::stack::Stack;
 use serde_json::{Value, json};
+use shared::domain::delivery::RECORD_MARGIN;
 use shared::domain::{AddressPolicy, EventName};
 
 const FIXTURE: &str = r#"{"event_name":"run.completed","timestamp":1650540194,"payload":{"id":2,"cases":14,"passed":0,"failed":0,"blocked":0,"duration":0},"team_member_id":40,"project_code":"ID"}"#;
@@ -378,7 +380,7 @@ async fn a_malformed_record_fails_alone() {
                 .replacen("\"v\":1", "\"v\":9", 1),
         ),
     ];
-    let response = stack.sender.handle(event).await;
+    let response = stack.sender.handle(event, sender_deadline()).await;
     let failed: HashSet<String> = response
         .batch_item_failures
         .into_iter()
@@ -413,7 +415,7 @@ async fn a_storage_fault_before_the_post_returns_the_records_for_retry() {
         .iter()
         .map(|m| sqs_record(m.message_id().unwrap(), m.body().unwrap()))
         .collect();
-    let response = sender.handle(event).await;
+    let response = sender.handle(event, sender_deadline()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(
         response.batch_item_failures[0].item_identifier,
@@ -470,4 +472,138 @@ async fn deleted_webhooks_and_unsubscribed_events_are_skipped_even_when_queued()
         "skips are acknowledged"
     );
     assert!(rx.received().is_empty());
+}
+
+/// The queued messages as one SQS event, as the event source mapping sends it.
+fn as_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| sqs_record(m.message_id().unwrap(), m.body().unwrap()))
+        .collect();
+    event
+}
+
+#[tokio::test]
+async fn a_post_that_could_not_end_within_the_invocation_is_not_started() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    stack
+        .webhooks("T", 3, |i| rx.url(&format!("/silent/{i}?delay=3600")))
+        .await;
+    stack.publish("T", "run.completed", run_payload()).await;
+    let messages = stack.receive().await;
+    assert_eq!(messages.len(), 3);
+    // One at a time, 2-second deadline, and an invocation that ends 5 seconds
+    // from now: the first POST fits (2 s + 2 s to record), the next would not.
+    let deadline = Duration::from_secs(2);
+    let http = shared::adapters::HttpPoster::new(local_stack::loopback_policy(), deadline).unwrap();
+    let sender = sender::Sender::new(stack.api.store.clone(), http, 1);
+    let ends = Instant::now() + deadline + RECORD_MARGIN + Duration::from_secs(1);
+    let response = sender.handle(as_event(&messages), ends).await;
+    assert!(Instant::now() <= ends, "answered within the invocation");
+    assert_eq!(rx.received().len(), 1, "only the POST that fitted was sent");
+    assert_eq!(
+        response.batch_item_failures.len(),
+        2,
+        "the two unsent records go back to the queue"
+    );
+}
+
+/// The real store, whose failure writes hang (a DynamoDB that stopped
+/// answering after the read).
+#[derive(Debug, Clone)]
+struct HangingWrites(shared::adapters::DynamoStore);
+
+impl shared::ports::DeliveryStore for HangingWrites {
+    async fn get_many(
+        &self,
+        keys: &[shared::ports::WebhookKey],
+    ) -> Result<
+        std::collections::HashMap<shared::domain::WebhookId, shared::domain::Webhook>,
+        shared::ports::StoreError,
+    > {
+        self.0.get_many(keys).await
+    }
+
+    async fn record_failure(
+        &self,
+        _webhook: &shared::domain::Webhook,
+        _at: shared::domain::Timestamp,
+        _reason: &str,
+        _due_now: bool,
+    ) -> Result<(), shared::ports::StoreError> {
+        std::future::pending().await
+    }
+
+    async fn record_recovery(
+        &self,
+        webhook: &shared::domain::Webhook,
+    ) -> Result<(), shared::ports::StoreError> {
+        self.0.record_recovery(webhook).await
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_hangs_after_the_post_still_lets_the_batch_answer_in_time() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    stack
+        .webhook("W", &rx.url("/down?status=503"), &["run.completed"], None)
+        .await;
+    stack.publish("W", "run.completed", run_payload()).await;
+    let messages = stack.receive().await;
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap();
+    let sender = sender::Sender::new(HangingWrites(stack.api.store.clone()), http, 10);
+    let ends = Instant::now() + Duration::from_secs(6);
+    let answered = tokio::time::timeout(
+        Duration::from_secs(60),
+        sender.handle(as_event(&messages), ends),
+    )
+    .await
+    .expect("the handler answered although its write never returned");
+    assert!(
+        answered.batch_item_failures.is_empty(),
+        "the POST was made: acknowledged, never sent again"
+    );
+    assert_eq!(rx.at("/down").len(), 1);
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_recorded_as_a_tls_error() {
+    let stack = Stack::start().await;
+    let rx = integration_tests::receiver::SelfSignedReceiver::start().await;
+    let id = stack
+        .webhook("TLS", &rx.url("/hook"), &["run.completed"], None)
+        .await;
+    stack.publish("TLS", "run.completed", run_payload()).await;
+    stack.deliver_all().await;
+    assert_eq!(rx.accepted(), 1, "the sender reached the receiver");
+    let hook = stack.get("TLS", &id).await;
+    assert_eq!(hook["status"], "failing");
+    assert_eq!(hook["last_failure_reason"], "TLS error");
+}
+
+#[tokio::test]
+async fn a_payload_the_queue_could_not_carry_is_a_400_and_queues_nothing() {
+    let stack = Stack::start().await;
+    stack
+        .webhook("U", "http://127.0.0.1:9/x", &["run.completed"], None)
+        .await;
+    let body = "{\"event_name\": \"run.completed\", \"payload\": {\"title\": \"a\u{FFFF}b\"}}";
+    let request = axum::http::Request::post("/projects/U/events")
+        .header(
+            "authorization",
+            format!("Bearer {}", integration_tests::api::ADMIN),
+        )
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let reply = stack.api.send(request).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.error_code(), "invalid_field");
+    assert_eq!(reply.error_field(), Some("payload"));
+    assert!(stack.receive().await.is_empty(), "nothing was queued");
 }

@@ -6,8 +6,10 @@
 use axum::http::StatusCode;
 use config_api::{AdminTokenSource, ApiConfig};
 use integration_tests::api::{Api, webhook_body};
+use integration_tests::counting::interleaved_store;
 use serde_json::{Value, json};
-use shared::domain::{EndpointRules, ProjectCode, Timestamp, WebhookId};
+use shared::adapters::DynamoStore;
+use shared::domain::{EndpointRules, ProjectCode, Timestamp, Webhook, WebhookChanges, WebhookId};
 use shared::ports::{DeliveryStore, SweepStore, WebhookStore};
 
 /// Records three failures on a webhook, the first at `since`, through the
@@ -176,4 +178,147 @@ async fn webhooks_survive_a_round_trip_through_dynamodb_unchanged() {
         .body;
     assert_eq!(read, created);
     assert_eq!(read["status"], "disabled");
+}
+
+/// A store of its own, on a runtime of its own: another writer, for steps
+/// interleaved into a call of the code under test.
+fn other_writer<T>(table: &str, step: impl AsyncFnOnce(&DynamoStore) -> T) -> T {
+    integration_tests::counting::block_on(async {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        step(&DynamoStore::from_sdk(&sdk, table)).await
+    })
+}
+
+/// A failing webhook: created, then three failures recorded three days ago.
+async fn failing_webhook(api: &Api, project: &str) -> Webhook {
+    let hook = api.create_webhook(project, webhook_body("racing")).await;
+    let id = hook["id"].as_str().unwrap();
+    let since = Timestamp::from(Timestamp::now().as_datetime() - chrono::Duration::days(3));
+    seed_failure(api, project, id, &since.to_string()).await;
+    api.store
+        .get(
+            &ProjectCode::parse(project).unwrap(),
+            WebhookId::parse(id).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_re_enable_racing_the_sweeper_is_applied_or_refused_never_misreported() {
+    let api = Api::start().await;
+    let hook = failing_webhook(&api, "RACE").await;
+    let path = format!("/projects/RACE/webhooks/{}", hook.id);
+    // The sweeper disables the webhook between the PATCH's first attempt
+    // (re-enable a disabled webhook) and its second (edit an enabled one).
+    let table = api.store.table().to_owned();
+    let read = hook.clone();
+    let store = interleaved_store(&table.clone(), "UpdateItem", move |call| {
+        if call == 2 {
+            let disabled = other_writer(&table, async |store| {
+                store
+                    .disable(&read, Timestamp::now(), "failing")
+                    .await
+                    .unwrap()
+            });
+            assert!(disabled.is_some(), "the sweeper's disable applied");
+        }
+    })
+    .await;
+    let racing = api.over(
+        store,
+        integration_tests::counting::counting_queue(&api.queue_url)
+            .await
+            .0,
+    );
+    let reply = racing
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"enabled": true, "title": "renamed"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["enabled"], true, "{}", reply.text);
+    assert_eq!(reply.body["title"], "renamed");
+    let stored = api.admin("GET", &path, None).await.body;
+    assert_eq!(stored["enabled"], true);
+    assert_eq!(
+        stored["status"], "active",
+        "re-enabled with its failure state cleared"
+    );
+}
+
+#[tokio::test]
+async fn a_re_enable_that_keeps_losing_the_race_answers_409_and_changes_nothing() {
+    let api = Api::start().await;
+    let hook = failing_webhook(&api, "FLIP").await;
+    let path = format!("/projects/FLIP/webhooks/{}", hook.id);
+    // Before every attempt after the first, another writer flips `enabled`
+    // to the opposite of what the attempt's condition needs.
+    let table = api.store.table().to_owned();
+    let (project, id) = (hook.project.clone(), hook.id);
+    let store = interleaved_store(&table.clone(), "UpdateItem", move |call| {
+        if call >= 2 {
+            let changes = WebhookChanges {
+                enabled: Some(call % 2 == 1),
+                ..WebhookChanges::default()
+            };
+            other_writer(&table, async |store| {
+                store
+                    .update(&project, id, &changes, Timestamp::now())
+                    .await
+                    .unwrap()
+            });
+        }
+    })
+    .await;
+    let racing = api.over(
+        store,
+        integration_tests::counting::counting_queue(&api.queue_url)
+            .await
+            .0,
+    );
+    let reply = racing
+        .admin(
+            "PATCH",
+            &path,
+            Some(json!({"enabled": true, "title": "renamed"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert_eq!(reply.error_code(), "conflict");
+    let stored = api.admin("GET", &path, None).await.body;
+    assert_eq!(stored["title"], "racing", "the PATCH changed nothing");
+}
+
+#[tokio::test]
+async fn a_success_racing_the_sweeper_keeps_the_owed_e_mail() {
+    let api = Api::start().await;
+    // The sender read the webhook (enabled, failing for 3 days) and POSTs.
+    let read = failing_webhook(&api, "OWED").await;
+    // Meanwhile the sweeper disables it; its e-mail is now owed.
+    let disabled = api
+        .store
+        .disable(&read, Timestamp::now(), "failing")
+        .await
+        .unwrap();
+    assert!(disabled.is_some());
+    // The POST returns 200: the sender records a recovery from its read.
+    api.store.record_recovery(&read).await.unwrap();
+    let pending = api.store.pending_notices().await.unwrap();
+    assert_eq!(
+        pending.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![read.id]
+    );
+    let view = api
+        .admin("GET", &format!("/projects/OWED/webhooks/{}", read.id), None)
+        .await
+        .body;
+    assert_eq!(view["status"], "disabled");
+    assert_eq!(
+        view["failing_since"],
+        read.failing_since.unwrap().to_string()
+    );
 }

@@ -541,3 +541,152 @@ async fn a_manual_disable_keeps_the_pending_e_mail() {
     );
     assert_eq!(sent_to(&owner).await.len(), 1);
 }
+
+/// A scheduled event as EventBridge sends it, with `time` set.
+fn scheduled_at(time: Timestamp) -> aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> {
+    serde_json::from_value(json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time.to_string(),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_scheduled_event_from_the_future_disables_nothing_early() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "FUTURE",
+        body_with("One day", &[&owner]),
+        Some(at(now, -DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let report = sweeper
+        .handle(&scheduled_at(at(now, 5 * DAY)), later())
+        .await
+        .unwrap();
+    assert_eq!(report.disabled, 0, "{report:?}");
+    assert_eq!(view(&stack, &hook).await["status"], "failing");
+    assert!(sent_to(&owner).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_late_or_replayed_event_disables_and_claims_as_of_the_clock() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("owner");
+    let hook = failing(
+        &stack,
+        "LATE",
+        body_with("Three days", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let report = sweeper
+        .handle(&scheduled_at(at(now, -10 * DAY)), later())
+        .await
+        .unwrap();
+    assert_eq!((report.disabled, report.mailed), (1, 1), "{report:?}");
+    let disabled_at =
+        Timestamp::parse(view(&stack, &hook).await["disabled_at"].as_str().unwrap()).unwrap();
+    assert!(
+        disabled_at >= now,
+        "disabled as of the clock, got {disabled_at}"
+    );
+    assert_eq!(sent_to(&owner).await.len(), 1);
+}
+
+/// A failing webhook whose stored `notify_emails` the mail service refuses
+/// (as one stored before addresses were checked could be).
+async fn failing_with_recipients(stack: &Stack, project: &str, emails: &[&str]) -> Webhook {
+    let now = Timestamp::now();
+    let hook = failing(
+        stack,
+        project,
+        webhook_body("Refused"),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let changes = shared::domain::WebhookChanges {
+        notify_emails: Some(emails.iter().map(|e| e.to_string()).collect()),
+        ..Default::default()
+    };
+    stack
+        .api
+        .store
+        .update(&hook.project, hook.id, &changes, now)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_recipients_get_the_notice_through_the_default_recipient_once() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("ops");
+    failing_with_recipients(&stack, "REFUSED", &["not-an-address"]).await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let report = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(
+        (
+            report.disabled,
+            report.mailed,
+            report.mail_failures,
+            report.mail_refused
+        ),
+        (1, 1, 0, 0),
+        "{report:?}"
+    );
+    let mails = sent_to(&owner).await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].body.contains("default recipient"),
+        "{}",
+        mails[0].body
+    );
+    let again = sweeper.sweep(at(now, 60), later()).await.unwrap();
+    assert_eq!(again, SweepReport::default(), "the notice is done");
+}
+
+#[tokio::test]
+async fn a_notice_refused_for_good_is_given_up_not_retried_every_sweep() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let hook = failing_with_recipients(&stack, "GIVEUP", &[]).await;
+    // The default recipient itself is refused: nowhere left to send it.
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, "no-domain").await;
+    let report = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(
+        (report.disabled, report.mailed, report.mail_refused),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    assert_eq!(view(&stack, &hook).await["status"], "disabled");
+    let (counted, calls) =
+        integration_tests::counting::counting_store(stack.api.store.table()).await;
+    let again = integration_tests::sweeper_over(
+        &counted,
+        NoticeSettings {
+            from: verified_sender().await,
+            default_to: "no-domain".into(),
+            ..NoticeSettings::default()
+        },
+    )
+    .await
+    .sweep(at(now, 60), later())
+    .await
+    .unwrap();
+    assert_eq!(again, SweepReport::default(), "nothing pending");
+    assert_eq!(calls.get("UpdateItem"), 0, "no claim: the notice is done");
+}

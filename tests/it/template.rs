@@ -185,12 +185,28 @@ fn timeouts_leave_room_for_the_deadline_and_redelivery() {
         deadline["Default"].as_u64().unwrap(),
         DEFAULT_DEADLINE.as_secs()
     );
-    assert!(
-        deadline["MaxValue"].as_u64().unwrap() < sender_timeout,
-        "the sender's timeout stays above the deadline"
-    );
     let source = &sender["Events"]["Deliveries"]["Properties"];
     assert_eq!(source["BatchSize"], 10);
+    // Even at the largest deadline the template allows, every POST of a
+    // batch can start and be recorded within one invocation.
+    let concurrency: u32 = sender["Environment"]["Variables"]["SENDER_CONCURRENCY"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let needed = shared::domain::delivery::required_timeout(
+        Duration::from_secs(deadline["MaxValue"].as_u64().unwrap()),
+        u32::try_from(source["BatchSize"].as_u64().unwrap()).unwrap(),
+        concurrency,
+    );
+    assert!(
+        Duration::from_secs(sender_timeout) >= needed,
+        "sender timeout {sender_timeout}s < {needed:?}"
+    );
+    assert_eq!(
+        Duration::from_secs(sender_timeout),
+        sender::FUNCTION_TIMEOUT
+    );
     assert_eq!(
         source["FunctionResponseTypes"],
         json!(["ReportBatchItemFailures"])
@@ -390,4 +406,49 @@ fn every_functions_environment_satisfies_its_configuration() {
     }
     assert_eq!(t["Globals"]["Function"]["Runtime"], "provided.al2023");
     assert_eq!(t["Globals"]["Function"]["Architectures"], json!(["arm64"]));
+}
+
+/// Whether CloudFormation's `AllowedPattern` (a whole-value match) admits
+/// `value`, asked of Python's `re` as the template tools are.
+fn pattern_admits(pattern: &str, value: &str) -> bool {
+    let out = std::process::Command::new(workspace_root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import re, sys; sys.exit(0 if re.fullmatch(sys.argv[1], sys.argv[2]) else 1)",
+        ])
+        .args([pattern, value])
+        .status()
+        .unwrap();
+    out.success()
+}
+
+#[test]
+fn every_disable_after_the_template_admits_is_read_and_none_overflows() {
+    let t = template();
+    let param = &t["Parameters"]["DisableAfter"];
+    let pattern = param["AllowedPattern"].as_str().unwrap();
+    for refused in ["300000y", "2 days", "", "-1d", "10000d", "1w", "0s", "02d"] {
+        assert!(!pattern_admits(pattern, refused), "{refused:?} admitted");
+    }
+    let now = shared::domain::Timestamp::now();
+    for admitted in [
+        "2d",
+        "1s",
+        "36h",
+        "90m",
+        "9999d",
+        param["Default"].as_str().unwrap(),
+    ] {
+        assert!(pattern_admits(pattern, admitted), "{admitted:?} refused");
+        let vars = HashMap::from([
+            ("TABLE_NAME", "t".to_owned()),
+            ("MAIL_FROM", "a@example.com".to_owned()),
+            ("DEFAULT_NOTIFY_EMAIL", "b@example.com".to_owned()),
+            ("DISABLE_AFTER", admitted.to_owned()),
+        ]);
+        let lookup = |k: &str| vars.get(k).cloned();
+        let config = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
+        let cutoff = shared::domain::notice::cutoff(now, config.window);
+        assert!(cutoff <= now, "{admitted}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Counts the AWS calls a client makes, by operation name, with an SDK
-//! interceptor on an otherwise ordinary client.
+//! interceptor on an otherwise ordinary client; and [`Interleave`], which puts
+//! another writer's step between two calls of the code under test.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -77,4 +78,78 @@ pub async fn counting_queue(url: &str) -> (SqsQueue, CallCounter) {
         SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), url),
         counter,
     )
+}
+
+/// A hook run just before each call of one operation, with the call's
+/// 1-based number, on its own thread while the call waits: a way to put
+/// another writer's step exactly between two steps of the code under test.
+#[derive(Clone)]
+pub struct Interleave {
+    operation: &'static str,
+    calls: Arc<Mutex<usize>>,
+    hook: Arc<dyn Fn(usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Interleave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interleave")
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Intercept for Interleave {
+    fn name(&self) -> &'static str {
+        "Interleave"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<Metadata>()
+            .is_some_and(|m| m.name() == self.operation)
+        {
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            let hook = self.hook.clone();
+            std::thread::spawn(move || hook(call))
+                .join()
+                .map_err(|_| "the interleaved step panicked")?;
+        }
+        Ok(())
+    }
+}
+
+/// A store over `table` that runs `hook(n)` before its n-th `operation` call.
+/// The hook runs outside the caller's runtime; [`block_on`] runs async steps.
+pub async fn interleaved_store(
+    table: &str,
+    operation: &'static str,
+    hook: impl Fn(usize) + Send + Sync + 'static,
+) -> DynamoStore {
+    let sdk = crate::sdk_config().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(Interleave {
+            operation,
+            calls: Arc::default(),
+            hook: Arc::new(hook),
+        })
+        .build();
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
+}
+
+/// Runs a future to completion on a runtime of its own (inside a hook).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }

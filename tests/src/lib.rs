@@ -459,3 +459,8 @@ pub async fn sweeper_over(
         notice,
     )
 }
+
+/// The end of a sender invocation that starts now, as Lambda would set it.
+pub fn sender_deadline() -> std::time::Instant {
+    std::time::Instant::now() + sender::FUNCTION_TIMEOUT
+}

@@ -101,6 +101,11 @@ impl ApiError {
                 "conflict",
                 format!("{what} already exists"),
             ),
+            StoreError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} was changed at the same time; nothing was applied, try again"),
+            ),
             StoreError::LimitReached(max) => Self::new(
                 StatusCode::CONFLICT,
                 "webhook_limit_reached",

@@ -14,16 +14,22 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::stream::{self, StreamExt};
 use shared::adapters::HttpPoster;
 use shared::config::{ConfigError, Env};
-use shared::domain::delivery::{DEFAULT_DEADLINE, decide, eligible, prepare};
+use shared::domain::delivery::{
+    DEFAULT_DEADLINE, RECORD_MARGIN, decide, eligible, may_start, prepare,
+};
 use shared::domain::{
     AddressPolicy, DeliveryMessage, Fault, Outcome, Record, Timestamp, Verdict, Webhook,
 };
-use shared::ports::{DeliveryStore, WebhookKey};
+use shared::ports::{DeliveryStore, StoreError, WebhookKey};
+use tokio::time::timeout_at;
 
 pub mod poller;
 
 /// Deliveries in flight at once, by default: a whole SQS batch.
 pub const DEFAULT_CONCURRENCY: usize = 10;
+/// The sender function's timeout in `template.yaml` (a test compares them),
+/// which local pollers give each batch too.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sender's configuration, from the environment.
 #[derive(Debug, Clone)]
@@ -76,9 +82,12 @@ impl<S: DeliveryStore> Sender<S> {
         self
     }
 
-    /// Handles one SQS batch; answers the records SQS should deliver again:
-    /// those whose [`Verdict`] returns them to the queue.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// Handles one SQS batch within an invocation that ends at `ends`;
+    /// answers the records SQS should deliver again: those whose [`Verdict`]
+    /// returns them to the queue. Every AWS call is bounded so that the
+    /// handler answers before `ends`; a POST that could not end and be
+    /// recorded in time is not started.
+    pub async fn handle(&self, event: SqsEvent, ends: Instant) -> SqsBatchResponse {
         let mut verdicts = Vec::with_capacity(event.records.len());
         let mut messages = Vec::with_capacity(event.records.len());
         for record in event.records {
@@ -98,7 +107,13 @@ impl<S: DeliveryStore> Sender<S> {
         let webhooks = if keys.is_empty() {
             HashMap::new()
         } else {
-            match self.store.get_many(&keys).await {
+            let read_by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
+            let read = timeout_at(read_by.into(), self.store.get_many(&keys)).await;
+            match read.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the read of the batch's webhooks timed out".into(),
+                ))
+            }) {
                 Ok(found) => found,
                 Err(err) => {
                     tracing::error!(error = %shared::error_chain(&err), records = messages.len(), "could not load webhooks; batch returned to the queue");
@@ -116,7 +131,7 @@ impl<S: DeliveryStore> Sender<S> {
                 let webhook = webhooks
                     .get(&message.webhook_id)
                     .filter(|hook| hook.project == message.project);
-                async move { (id, self.deliver(message, webhook).await) }
+                async move { (id, self.deliver(message, webhook, ends).await) }
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -127,8 +142,14 @@ impl<S: DeliveryStore> Sender<S> {
 
     /// One delivery: check, prepare, POST, record; answers the verdict.
     /// Never POSTs twice: once sent, the record is acknowledged whatever the
-    /// bookkeeping does.
-    pub async fn deliver(&self, message: DeliveryMessage, webhook: Option<&Webhook>) -> Verdict {
+    /// bookkeeping does. Starts the POST only if it can end and be recorded
+    /// before `ends`.
+    pub async fn deliver(
+        &self,
+        message: DeliveryMessage,
+        webhook: Option<&Webhook>,
+        ends: Instant,
+    ) -> Verdict {
         let webhook = match eligible(webhook, message.event_name) {
             Ok(webhook) => webhook,
             Err(skip) => {
@@ -145,6 +166,18 @@ impl<S: DeliveryStore> Sender<S> {
             }
         };
         let started = Instant::now();
+        if !may_start(started, ends, self.http.deadline()) {
+            let verdict = Verdict::Returned(Fault::OutOfTime);
+            tracing::warn!(
+                delivery_id = %message.delivery_id,
+                project = %message.project,
+                webhook_id = %message.webhook_id,
+                event_name = %message.event_name,
+                outcome = verdict.label(),
+                "delivery"
+            );
+            return verdict;
+        }
         let (delivery_id, project, event_name) = (
             message.delivery_id,
             message.project.clone(),
@@ -155,19 +188,16 @@ impl<S: DeliveryStore> Sender<S> {
             Err(reason) => Outcome::Failed { reason },
         };
         let latency_ms = started.elapsed().as_millis() as u64;
-        let recorded = match decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout) {
-            Record::Nothing => Ok(()),
-            Record::Recovered => self.store.record_recovery(webhook).await,
-            Record::Failure {
-                at,
-                reason,
-                due_now,
-            } => {
-                self.store
-                    .record_failure(webhook, at, &reason, due_now)
-                    .await
-            }
-        };
+        let record = decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout);
+        // Bounded by the invocation: an unfinished write is logged, and the
+        // delivery is still acknowledged (it was sent).
+        let recorded = timeout_at(ends.into(), self.record(webhook, record))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "recording did not finish before the invocation's deadline".into(),
+                ))
+            });
         if let Err(err) = recorded {
             tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
         }
@@ -189,6 +219,24 @@ impl<S: DeliveryStore> Sender<S> {
             "delivery"
         );
         verdict
+    }
+}
+
+impl<S: DeliveryStore> Sender<S> {
+    async fn record(&self, webhook: &Webhook, record: Record) -> Result<(), StoreError> {
+        match record {
+            Record::Nothing => Ok(()),
+            Record::Recovered => self.store.record_recovery(webhook).await,
+            Record::Failure {
+                at,
+                reason,
+                due_now,
+            } => {
+                self.store
+                    .record_failure(webhook, at, &reason, due_now)
+                    .await
+            }
+        }
     }
 }
 

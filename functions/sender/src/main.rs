@@ -1,5 +1,6 @@
 //! Lambda entry point: configuration, the DynamoDB client and the one HTTP
-//! client are built once per cold start, then each SQS batch is handled.
+//! client are built once per cold start, then each SQS batch is handled
+//! within the invocation's deadline.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use sender::{Sender, SenderConfig};
@@ -20,7 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .disable_on_timeout(config.disable_on_timeout);
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, lambda_runtime::Error>(sender.handle(event.payload).await)
+        let ends = shared::deadline_instant(event.context.deadline);
+        Ok::<_, lambda_runtime::Error>(sender.handle(event.payload, ends).await)
     }))
     .await
 }

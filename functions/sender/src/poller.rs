@@ -67,7 +67,9 @@ pub async fn poll_once<S: DeliveryStore>(
         event.records.push(record);
     }
     let received = receipts.len();
-    let response = sender.handle(event).await;
+    let response = sender
+        .handle(event, std::time::Instant::now() + crate::FUNCTION_TIMEOUT)
+        .await;
     let returned: HashSet<String> = response
         .batch_item_failures
         .into_iter()

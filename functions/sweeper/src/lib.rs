@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use shared::config::{ConfigError, Env};
-use shared::domain::notice::{DEFAULT_WINDOW, cutoff, disable_notice, disabled_reason};
+use shared::domain::notice::{
+    DEFAULT_WINDOW, cutoff, disable_notice, disabled_reason, fallback_notice,
+};
 use shared::domain::{NoticeSettings, Timestamp, Webhook, WebhookId};
-use shared::ports::{Mailer, StoreError, SweepStore};
+use shared::ports::{MailError, Mailer, StoreError, SweepStore};
 
 /// A claim on a pending e-mail older than this is taken to be abandoned by a
 /// sweep that died, and the e-mail is claimed again.
@@ -55,7 +57,11 @@ pub struct SweepReport {
     /// Due webhooks left alone because a success or a re-enable won.
     pub raced: usize,
     pub mailed: usize,
+    /// E-mails that failed and stay pending for the next sweep.
     pub mail_failures: usize,
+    /// E-mails the mail service refused for good, to the webhook's
+    /// recipients and to the default recipient: given up.
+    pub mail_refused: usize,
     /// The time budget ran out; the next sweep continues.
     pub out_of_time: bool,
 }
@@ -78,16 +84,21 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         }
     }
 
-    /// A scheduled run: the sweep is as of the event's `time`.
+    /// A scheduled run, as of the wall clock. The event's `time` is only
+    /// logged: a late or replayed event must not write an old claim (that a
+    /// concurrent sweep would take for abandoned) nor, from the future,
+    /// disable webhooks early.
     pub async fn handle(
         &self,
         event: &EventBridgeEvent<serde_json::Value>,
         stop_at: Instant,
     ) -> Result<SweepReport, StoreError> {
-        let now = event
-            .time
-            .map(Timestamp::from)
-            .unwrap_or_else(Timestamp::now);
+        let now = Timestamp::now();
+        tracing::info!(
+            scheduled_time = ?event.time.map(|t| t.to_rfc3339()),
+            now = %now,
+            "sweep started"
+        );
         self.sweep(now, stop_at).await
     }
 
@@ -137,6 +148,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             raced = report.raced,
             mailed = report.mailed,
             mail_failures = report.mail_failures,
+            mail_refused = report.mail_refused,
             out_of_time = report.out_of_time,
             "sweep finished"
         );
@@ -144,7 +156,10 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
     }
 
     /// Sends the disable e-mail once: claim it, send it, mark it sent, or
-    /// release it for the next sweep when the mail service fails.
+    /// release it for the next sweep when the mail service fails. When the
+    /// mail service refuses the webhook's recipients for good, the notice goes
+    /// to the default recipient instead; refused again, it is given up (and
+    /// logged), so a bad address never makes every sweep call SES again.
     async fn notify(
         &self,
         hook: &Webhook,
@@ -156,19 +171,44 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             return Ok(());
         }
         let mail = disable_notice(hook, &self.notice, self.window);
-        match self.mailer.send(&mail).await {
+        let mut sent = self.mailer.send(&mail).await;
+        let mut fallback = false;
+        if let Err(MailError::Rejected(err)) = &sent
+            && let Some(to_default) = fallback_notice(&mail, &self.notice)
+        {
+            tracing::warn!(
+                project = %hook.project,
+                webhook_id = %hook.id,
+                recipients = mail.to.len(),
+                error = %shared::error_chain(err.as_ref()),
+                "the mail service refused the webhook's recipients; sending to the default recipient"
+            );
+            fallback = true;
+            sent = self.mailer.send(&to_default).await;
+        }
+        match sent {
             Ok(()) => {
                 report.mailed += 1;
                 tracing::info!(
                     project = %hook.project,
                     webhook_id = %hook.id,
-                    to = ?mail.to,
-                    subject = %mail.subject,
+                    recipients = if fallback { 1 } else { mail.to.len() },
+                    to_default = fallback,
                     "disable notice sent"
                 );
                 self.store.notice_sent(hook, now).await
             }
-            Err(err) => {
+            Err(err @ MailError::Rejected(_)) => {
+                report.mail_refused += 1;
+                tracing::error!(
+                    project = %hook.project,
+                    webhook_id = %hook.id,
+                    error = %shared::error_chain(&err),
+                    "disable notice refused by the mail service for good; given up"
+                );
+                self.store.notice_sent(hook, now).await
+            }
+            Err(err @ MailError::Unavailable(_)) => {
                 report.mail_failures += 1;
                 tracing::error!(
                     project = %hook.project,

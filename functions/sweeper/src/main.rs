@@ -1,8 +1,8 @@
 //! Lambda entry point, run by an EventBridge schedule. The sweep's `now` is
-//! the scheduled event's `time`; it stops taking new work 10 seconds before
-//! the invocation's deadline.
+//! the wall clock (the event's `time` is only logged); it stops taking new
+//! work 10 seconds before the invocation's deadline.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -36,12 +36,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// The instant to stop taking work, from the deadline in epoch milliseconds.
+/// The instant to stop taking work: the invocation's deadline less a margin.
 fn stop_at(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(deadline_ms);
-    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    Instant::now() + remaining.saturating_sub(MARGIN)
+    let deadline = shared::deadline_instant(deadline_ms);
+    deadline.checked_sub(MARGIN).unwrap_or_else(Instant::now)
 }

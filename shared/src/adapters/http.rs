@@ -8,6 +8,7 @@
 //! lookup for an attacker to rebind. IP-literal hosts never reach a resolver,
 //! so they are checked before the request is built.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::{Host, Url};
 
-use crate::domain::delivery::RESPONSE_BODY_CAP;
+use crate::domain::delivery::{Header, RESPONSE_BODY_CAP};
 use crate::domain::{AddressPolicy, BlockedAddress, Dispatch, FailureReason, Outcome};
 
 /// A host name resolved to nothing.
@@ -89,15 +90,16 @@ impl HttpPoster {
         if literal_ip(&dispatch.endpoint).is_some_and(|ip| self.policy.check(ip).is_err()) {
             return failed(FailureReason::BlockedAddress);
         }
-        let Some(headers) = header_map(&dispatch) else {
+        let Dispatch {
+            endpoint,
+            headers,
+            body,
+        } = dispatch;
+        let Some(headers) = header_map(headers) else {
             // `prepare` admits only valid values; never send a partial request.
             return failed(FailureReason::UnsendableSecret);
         };
-        let request = self
-            .client
-            .post(dispatch.endpoint)
-            .headers(headers)
-            .body(dispatch.body);
+        let request = self.client.post(endpoint).headers(headers).body(body);
         // One deadline from connecting to the end of the (capped) body read.
         let response = match request.timeout(self.deadline).send().await {
             Err(err) => return failed(classify(&err, self.deadline)),
@@ -112,11 +114,14 @@ impl HttpPoster {
 }
 
 /// The dispatch's headers for reqwest; sensitive ones are marked so.
-fn header_map(dispatch: &Dispatch) -> Option<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(dispatch.headers.len());
-    for header in &dispatch.headers {
+fn header_map(headers: Vec<Header>) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for header in headers {
         let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
-        let mut value = HeaderValue::from_str(&header.value).ok()?;
+        let mut value = match header.value {
+            Cow::Borrowed(fixed) => HeaderValue::from_str(fixed).ok()?,
+            Cow::Owned(owned) => HeaderValue::try_from(owned).ok()?,
+        };
         value.set_sensitive(header.sensitive);
         map.append(name, value);
     }
@@ -145,7 +150,9 @@ async fn drain(mut response: reqwest::Response) {
     }
 }
 
-/// Names the cause of a failed request from its error chain.
+/// Names the cause of a failed request from its error chain. An
+/// `io::Error` that wraps another error (rustls' certificate errors arrive
+/// so) hides it from `source()`; the walk looks inside it.
 fn classify(err: &reqwest::Error, deadline: Duration) -> FailureReason {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(cause) = source {
@@ -158,6 +165,7 @@ fn classify(err: &reqwest::Error, deadline: Duration) -> FailureReason {
         if cause.is::<rustls::Error>() {
             return FailureReason::Tls;
         }
+        source = cause.source();
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
                 return FailureReason::ConnectionRefused;
@@ -165,12 +173,53 @@ fn classify(err: &reqwest::Error, deadline: Duration) -> FailureReason {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return FailureReason::Timeout(deadline);
             }
+            if let Some(inner) = io.get_ref() {
+                source = Some(inner);
+            }
         }
-        source = cause.source();
     }
     if err.is_timeout() {
         FailureReason::Timeout(deadline)
     } else {
         FailureReason::Connection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::delivery::{SECRET_HEADER, prepare};
+    use crate::domain::{
+        DeliveryMessage, ProjectCode, PublishInput, Secret, Timestamp, WebhookId, WebhookInput,
+    };
+
+    #[test]
+    fn every_prepared_header_goes_on_the_wire_and_the_secret_stays_sensitive() {
+        let project = ProjectCode::parse("P").unwrap();
+        let mut hook = WebhookInput {
+            title: Some("t".into()),
+            endpoint: Some("https://example.com/".into()),
+            events: Some(vec!["run.completed".into()]),
+            ..WebhookInput::default()
+        }
+        .validate(&Default::default())
+        .unwrap()
+        .into_webhook(WebhookId::generate(), project.clone(), Timestamp::now());
+        hook.secret = Some(Secret::new("s3cret".into()));
+        let event =
+            serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
+                .unwrap()
+                .validate(project, Timestamp::now())
+                .unwrap();
+        let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
+        let dispatch = prepare(&hook, message).unwrap();
+        let names: Vec<&str> = dispatch.headers.iter().map(|h| h.name).collect();
+        let map = header_map(dispatch.headers).unwrap();
+        assert_eq!(map.len(), names.len());
+        for name in names {
+            assert!(map.contains_key(name), "{name}");
+        }
+        assert!(map[SECRET_HEADER].is_sensitive());
+        assert!(!map["content-type"].is_sensitive());
     }
 }

@@ -26,8 +26,15 @@ fn utf8(data: &str) -> Result<Content, MailError> {
         .data(data)
         .charset("UTF-8")
         .build()
-        .map_err(|e| MailError(Box::new(e)))
+        .map_err(|e| MailError::Unavailable(Box::new(e)))
 }
+
+/// Error codes with which SES refuses a message for good: SES answers
+/// `BadRequestException` for input it cannot send (a recipient address it
+/// cannot deliver to among them); the emulator answers
+/// `InvalidParameterValue`. Anything else may pass later: an unverified
+/// sender is `MessageRejected`, fixed by verifying it.
+const REJECTED_FOR_GOOD: [&str; 2] = ["BadRequestException", "InvalidParameterValue"];
 
 impl Mailer for SesMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
@@ -51,7 +58,14 @@ impl Mailer for SesMailer {
             .content(EmailContent::builder().simple(message).build())
             .send()
             .await
-            .map_err(|e| MailError(Box::new(e)))?;
+            .map_err(|e| {
+                let code = e.as_service_error().and_then(|s| s.meta().code());
+                if code.is_some_and(|c| REJECTED_FOR_GOOD.contains(&c)) {
+                    MailError::Rejected(Box::new(e))
+                } else {
+                    MailError::Unavailable(Box::new(e))
+                }
+            })?;
         Ok(())
     }
 }

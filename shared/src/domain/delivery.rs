@@ -4,8 +4,9 @@
 //! the verdict the batch response is built from. Only sending and recording
 //! touch the world; they live in the adapters.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -23,6 +24,29 @@ pub const MESSAGE_VERSION: u32 = 1;
 pub const RESPONSE_BODY_CAP: usize = 1024;
 /// The default request deadline: connecting, sending and the response head.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+/// Time a sender invocation keeps in hand after its last POST, to record the
+/// outcomes: a POST starts only if it can end this long before the
+/// invocation does.
+pub const RECORD_MARGIN: Duration = Duration::from_secs(2);
+/// Time the sender allows the batch's one read of its webhooks.
+pub const READ_BUDGET: Duration = Duration::from_secs(3);
+
+/// Whether a POST with `post_deadline`, started at `now`, can end and be
+/// recorded before the invocation ends at `ends`. One that cannot is not
+/// started: its record goes back to the queue unsent, instead of the whole
+/// batch (successes included) being retried after a Lambda timeout.
+pub fn may_start(now: Instant, ends: Instant, post_deadline: Duration) -> bool {
+    now.checked_add(post_deadline + RECORD_MARGIN)
+        .is_some_and(|done| done <= ends)
+}
+
+/// The shortest sender timeout in which a batch of `batch` records, sent
+/// `concurrency` at a time, all start: the read, one deadline per wave, and
+/// the recording margin.
+pub fn required_timeout(post_deadline: Duration, batch: u32, concurrency: u32) -> Duration {
+    let waves = batch.div_ceil(concurrency.max(1));
+    READ_BUDGET + post_deadline * waves + RECORD_MARGIN
+}
 
 /// The body of `POST /projects/{project}/events`, as sent.
 #[derive(Debug, Deserialize)]
@@ -76,6 +100,17 @@ impl PublishInput {
         if !payload.get().trim_start().starts_with('{') {
             return Err(FieldError::new("payload", "must be a JSON object"));
         }
+        if let Some(c) = payload.get().chars().find(|c| !queue_carries(*c)) {
+            return Err(FieldError::new(
+                "payload",
+                format!(
+                    "contains U+{:04X}, a character the delivery queue cannot carry; \
+                     send it escaped (\\u{:04x}) or leave it out",
+                    u32::from(c),
+                    u32::from(c)
+                ),
+            ));
+        }
         let timestamp = match self.timestamp {
             Some(t) if t < 0 => {
                 return Err(FieldError::new("timestamp", "must be Unix seconds (>= 0)"));
@@ -92,6 +127,14 @@ impl PublishInput {
             team_member_id: self.team_member_id,
         })
     }
+}
+
+/// Whether SQS carries `c` in a message body: tab, line feed, carriage
+/// return, U+0020 to U+D7FF, U+E000 to U+FFFD and U+10000 to U+10FFFF. It
+/// refuses the rest (U+FFFE, U+FFFF, other control characters), so an event
+/// holding one could never be queued.
+pub fn queue_carries(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
 impl Event {
@@ -203,14 +246,16 @@ pub const EVENT_HEADER: &str = "X-Qase-Event";
 #[derive(Clone, PartialEq, Eq)]
 pub struct Header {
     pub name: &'static str,
-    pub value: String,
+    /// Borrowed for the values that never change, so that sending them
+    /// copies nothing.
+    pub value: Cow<'static, str>,
     /// Kept out of logs and debug output (the webhook secret).
     pub sensitive: bool,
 }
 
 impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.sensitive { "***" } else { &self.value };
+        let value = if self.sensitive { "***" } else { &*self.value };
         write!(f, "{}: {value}", self.name)
     }
 }
@@ -230,7 +275,7 @@ impl Dispatch {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+            .map(|h| &*h.value)
     }
 }
 
@@ -249,22 +294,22 @@ pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, 
     let mut headers = vec![
         Header {
             name: "Content-Type",
-            value: "application/json".to_owned(),
+            value: Cow::Borrowed("application/json"),
             sensitive: false,
         },
         Header {
             name: "User-Agent",
-            value: USER_AGENT.to_owned(),
+            value: Cow::Borrowed(USER_AGENT),
             sensitive: false,
         },
         Header {
             name: DELIVERY_ID_HEADER,
-            value: message.delivery_id.to_string(),
+            value: Cow::Owned(message.delivery_id.to_string()),
             sensitive: false,
         },
         Header {
             name: EVENT_HEADER,
-            value: message.event_name.as_str().to_owned(),
+            value: Cow::Borrowed(message.event_name.as_str()),
             sensitive: false,
         },
     ];
@@ -274,7 +319,7 @@ pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, 
         }
         headers.push(Header {
             name: SECRET_HEADER,
-            value: secret.expose().to_owned(),
+            value: Cow::Owned(secret.expose().to_owned()),
             sensitive: true,
         });
     }
@@ -396,6 +441,8 @@ pub enum Fault {
     Undecodable,
     /// The webhooks of the batch could not be read.
     StoreUnavailable,
+    /// Too little of the invocation was left to send it and record the outcome.
+    OutOfTime,
 }
 
 impl Fault {
@@ -403,6 +450,7 @@ impl Fault {
         match self {
             Fault::Undecodable => "returned: undecodable message",
             Fault::StoreUnavailable => "returned: storage unavailable",
+            Fault::OutOfTime => "returned: not enough time left in the invocation",
         }
     }
 }
@@ -510,6 +558,51 @@ mod tests {
                 .validate(project(), Timestamp::now())
                 .unwrap_err();
             assert_eq!(err.field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn characters_the_queue_refuses_are_refused_at_publish() {
+        for (c, shown) in [
+            ('\u{FFFE}', "U+FFFE"),
+            ('\u{FFFF}', "U+FFFF"),
+            ('\u{1FFFF}', ""),
+        ] {
+            let json = format!(r#"{{"event_name":"run.completed","payload":{{"x":"a{c}b"}}}}"#);
+            let result = input(&json).validate(project(), Timestamp::now());
+            if shown.is_empty() {
+                assert!(result.is_ok(), "U+1FFFF is carried");
+                continue;
+            }
+            let err = result.unwrap_err();
+            assert_eq!(err.field, "payload");
+            assert!(err.message.contains(shown), "{}", err.message);
+        }
+        // Escaped, the same characters are plain ASCII and travel.
+        let escaped = r#"{"event_name":"run.completed","payload":{"x":"\uffff"}}"#;
+        assert!(input(escaped).validate(project(), Timestamp::now()).is_ok());
+    }
+
+    #[test]
+    fn the_queue_carries_exactly_the_xml_character_ranges() {
+        for c in [
+            '\t',
+            '\n',
+            '\r',
+            ' ',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{FFFD}',
+            '\u{10000}',
+            '\u{10FFFF}',
+            'é',
+        ] {
+            assert!(queue_carries(c), "{:04X}", u32::from(c));
+        }
+        for c in [
+            '\u{0}', '\u{8}', '\u{B}', '\u{C}', '\u{1F}', '\u{FFFE}', '\u{FFFF}',
+        ] {
+            assert!(!queue_carries(c), "{:04X}", u32::from(c));
         }
     }
 
@@ -743,6 +836,45 @@ mod tests {
             "failed"
         );
         assert_eq!(returned[1].label(), "returned: storage unavailable");
+    }
+
+    #[test]
+    fn a_post_starts_only_if_it_ends_and_is_recorded_in_the_invocation() {
+        let now = Instant::now();
+        let deadline = Duration::from_secs(15);
+        let exactly = now + deadline + RECORD_MARGIN;
+        assert!(may_start(now, exactly, deadline), "ends exactly in time");
+        assert!(!may_start(
+            now,
+            exactly - Duration::from_millis(1),
+            deadline
+        ));
+        assert!(may_start(now, now + Duration::from_secs(60), deadline));
+        assert!(!may_start(now, now, deadline), "no time left");
+        assert_eq!(
+            Fault::OutOfTime.as_str(),
+            "returned: not enough time left in the invocation"
+        );
+        assert!(Verdict::Returned(Fault::OutOfTime).returns_to_queue());
+    }
+
+    #[test]
+    fn the_timeout_a_batch_needs_counts_its_waves() {
+        let deadline = Duration::from_secs(15);
+        let one_wave = READ_BUDGET + deadline + RECORD_MARGIN;
+        assert_eq!(required_timeout(deadline, 10, 10), one_wave);
+        assert_eq!(required_timeout(deadline, 10, 20), one_wave);
+        assert_eq!(required_timeout(deadline, 10, 9), one_wave + deadline);
+        assert_eq!(required_timeout(deadline, 10, 1), one_wave + deadline * 9);
+        assert_eq!(
+            required_timeout(deadline, 10, 0),
+            one_wave + deadline * 9,
+            "0 counts as 1"
+        );
+        assert_eq!(
+            required_timeout(Duration::from_secs(25), 10, 10),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -8,13 +8,17 @@ use super::{Timestamp, Webhook};
 /// The default window: failing for more than 2 days.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
-/// Webhooks failing since before this instant are due to be disabled.
+/// Webhooks failing since before this instant are due to be disabled:
+/// `now - window`, never earlier than the Unix epoch. A window longer than
+/// the time since 1970 (`DISABLE_AFTER=300000y`, meant as "never") makes
+/// nothing due, never everything.
 pub fn cutoff(now: Timestamp, window: Duration) -> Timestamp {
-    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    now.as_datetime()
-        .checked_sub_signed(window)
-        .map(Timestamp::from)
-        .unwrap_or(now)
+    let epoch = chrono::DateTime::UNIX_EPOCH;
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|window| now.as_datetime().checked_sub_signed(window))
+        .filter(|at| *at > epoch)
+        .map_or(Timestamp::from(epoch), Timestamp::from)
 }
 
 /// Whether a webhook has been failing for more than the window.
@@ -73,6 +77,25 @@ impl NoticeSettings {
                 .replace("{id}", &webhook.id.to_string())
         })
     }
+}
+
+/// The notice for the default recipient, when the mail service refused the
+/// webhook's own recipients for good; `None` when the notice went to the
+/// default recipient already.
+pub fn fallback_notice(mail: &Mail, settings: &NoticeSettings) -> Option<Mail> {
+    if mail.to == [settings.default_to.as_str()] {
+        return None;
+    }
+    let note = "This notice was meant for the webhook's notify_emails, which the mail \
+                service refused; it comes to you as the default recipient. Check those \
+                addresses in the webhook's settings.";
+    Some(Mail {
+        from: mail.from.clone(),
+        to: vec![settings.default_to.clone()],
+        subject: mail.subject.clone(),
+        text: format!("{note}\n\n{}", mail.text),
+        html: format!("<p><em>{note}</em></p>\n{}", mail.html),
+    })
 }
 
 /// The e-mail sent when `webhook` was auto-disabled.
@@ -225,6 +248,49 @@ mod tests {
         hook.enabled = false;
         assert!(!is_due(&hook, now, window), "already disabled");
         assert_eq!(cutoff(now, window).to_string(), "2026-11-25T08:00:00.000Z");
+    }
+
+    #[test]
+    fn a_window_longer_than_time_itself_makes_nothing_due() {
+        let now = Timestamp::parse("2026-11-27T08:00:00Z").unwrap();
+        let mut hook = webhook("t", "https://example.com/");
+        hook.failing_since = Timestamp::parse("1970-01-02T00:00:00Z");
+        let forever = humantime::parse_duration("300000y").unwrap();
+        let past_epoch = Duration::from_secs(60 * 365 * 24 * 3600);
+        for window in [forever, past_epoch, Duration::MAX] {
+            assert_eq!(cutoff(now, window).to_string(), "1970-01-01T00:00:00.000Z");
+            assert!(!is_due(&hook, now, window), "{window:?}");
+        }
+        assert!(is_due(&hook, now, DEFAULT_WINDOW));
+    }
+
+    #[test]
+    fn a_refused_notice_falls_back_to_the_default_recipient_once() {
+        let mut hook = webhook("t", "https://example.com/");
+        hook.notify_emails = vec!["a@example.com".into(), "b@example.com".into()];
+        let mail = disable_notice(&hook, &settings(), DEFAULT_WINDOW);
+        let fallback = fallback_notice(&mail, &settings()).unwrap();
+        assert_eq!(fallback.to, vec!["ops@example.com"]);
+        assert_eq!(
+            (&fallback.from, &fallback.subject),
+            (&mail.from, &mail.subject)
+        );
+        assert!(
+            fallback
+                .text
+                .starts_with("This notice was meant for the webhook's notify_emails")
+        );
+        assert!(fallback.text.ends_with(&mail.text));
+        assert!(fallback.html.contains("default recipient") && fallback.html.ends_with(&mail.html));
+        assert!(!fallback.text.contains("a@example.com"));
+        assert_eq!(
+            fallback_notice(&fallback, &settings()),
+            None,
+            "no second fallback"
+        );
+        hook.notify_emails.clear();
+        let to_default = disable_notice(&hook, &settings(), DEFAULT_WINDOW);
+        assert_eq!(fallback_notice(&to_default, &settings()), None);
     }
 
     #[test]

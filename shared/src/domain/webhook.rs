@@ -275,13 +275,7 @@ pub fn validate_endpoint(raw: &str, rules: &EndpointRules) -> Result<Url, FieldE
     let ip = match url.host() {
         Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        // RFC 6761: these names always mean the loopback interface.
-        Some(Host::Domain(name))
-            if name.eq_ignore_ascii_case("localhost")
-                || name.to_ascii_lowercase().ends_with(".localhost") =>
-        {
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        }
+        Some(Host::Domain(name)) if names_loopback(name) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         Some(Host::Domain(_)) => None,
         None => return Err(fail("must name a host".into())),
     };
@@ -297,6 +291,19 @@ pub fn validate_endpoint(raw: &str, rules: &EndpointRules) -> Result<Url, FieldE
     Ok(url)
 }
 
+/// Whether a host name always means this machine: `localhost` and its
+/// subdomains (RFC 6761), however spelled (any case, a trailing dot), and the
+/// loopback names hosts files carry.
+fn names_loopback(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || matches!(
+            name.as_str(),
+            "localhost.localdomain" | "ip6-localhost" | "ip6-loopback"
+        )
+}
+
 pub fn validate_secret(raw: &str) -> Result<Secret, FieldError> {
     let len = raw.chars().count();
     if len == 0 || len > MAX_SECRET_CHARS {
@@ -309,6 +316,13 @@ pub fn validate_secret(raw: &str) -> Result<Secret, FieldError> {
         return Err(FieldError::new(
             "secret",
             "must contain only printable ASCII characters (it is sent as an HTTP header)",
+        ));
+    }
+    if raw.trim() != raw {
+        return Err(FieldError::new(
+            "secret",
+            "must not start or end with a space: receivers strip spaces around header \
+             values, so such a secret could never match",
         ));
     }
     Ok(Secret::new(raw.to_owned()))
@@ -339,18 +353,39 @@ pub fn validate_notify_emails(raw: &[String]) -> Result<Vec<String>, FieldError>
     }
     let mut emails: Vec<String> = Vec::with_capacity(raw.len());
     for (i, address) in raw.iter().enumerate() {
-        let address = address.trim();
-        if !is_plausible_email(address) {
-            return Err(FieldError::new(
-                format!("notify_emails[{i}]"),
-                "must be an e-mail address like owner@example.com",
-            ));
-        }
-        if !emails.iter().any(|e| e.eq_ignore_ascii_case(address)) {
-            emails.push(address.to_owned());
+        let address = sendable_email(address.trim())
+            .map_err(|message| FieldError::new(format!("notify_emails[{i}]"), message))?;
+        if !emails.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
+            emails.push(address);
         }
     }
     Ok(emails)
+}
+
+/// The address as the mail service can send to it: the local part must be
+/// 7-bit ASCII (SES cannot deliver to internationalized mailbox names); an
+/// internationalized domain is converted to its ASCII (punycode) form.
+fn sendable_email(address: &str) -> Result<String, &'static str> {
+    const SHAPE: &str = "must be an e-mail address like owner@example.com";
+    if !is_plausible_email(address) {
+        return Err(SHAPE);
+    }
+    let Some((local, domain)) = address.split_once('@') else {
+        return Err(SHAPE);
+    };
+    if !local.is_ascii() {
+        return Err(
+            "must have an ASCII name before the @: the mail service cannot deliver to \
+             internationalized mailbox names",
+        );
+    }
+    let domain = idna::domain_to_ascii(domain)
+        .map_err(|_| "must have a valid domain after the @ (an internationalized domain must convert to punycode)")?;
+    let address = format!("{local}@{domain}");
+    if address.len() > MAX_EMAIL_LEN || !is_plausible_email(&address) {
+        return Err(SHAPE);
+    }
+    Ok(address)
 }
 
 /// A deliberately small check: one `@`, a non-empty local part, a dotted
@@ -579,6 +614,66 @@ mod tests {
             validate_notify_emails(&many).unwrap_err().field,
             "notify_emails"
         );
+    }
+
+    #[test]
+    fn notify_emails_are_addresses_the_mail_service_can_send_to() {
+        let converted = validate_notify_emails(&["jose@exämple.com".into()]).unwrap();
+        assert_eq!(
+            converted,
+            vec!["jose@xn--exmple-cua.com"],
+            "the domain in punycode"
+        );
+        let err = validate_notify_emails(&["josé@example.com".into()]).unwrap_err();
+        assert_eq!(err.field, "notify_emails[0]");
+        assert!(
+            err.message.contains("ASCII name before the @"),
+            "{}",
+            err.message
+        );
+        let err = validate_notify_emails(&["josé@exämple.com".into()]).unwrap_err();
+        assert!(err.message.contains("ASCII"), "{}", err.message);
+        assert!(validate_notify_emails(&["a@xn--exmple-cua.com".into()]).is_ok());
+        // A domain too long once converted is refused, not cut.
+        let long = format!("a@{}.com", "ä".repeat(240));
+        assert!(validate_notify_emails(&[long]).is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_localhost_is_loopback() {
+        for url in [
+            "https://localhost./",
+            "https://LOCALHOST/",
+            "https://LocalHost.:8443/x",
+            "https://api.localhost./",
+            "https://localhost.localdomain/",
+            "https://ip6-localhost/",
+            "https://ip6-loopback./",
+        ] {
+            let message = endpoint_error(url, &rules());
+            assert!(message.contains("loopback"), "{url}: {message}");
+        }
+        assert!(validate_endpoint("https://localhost.example.com/", &rules()).is_ok());
+        assert!(validate_endpoint("https://notlocalhost/", &rules()).is_ok());
+        let local = EndpointRules {
+            allow_http: true,
+            addresses: AddressPolicy::with_allow_list(vec!["127.0.0.0/8".parse().unwrap()]),
+        };
+        assert!(validate_endpoint("http://localhost.:3001/hook", &local).is_ok());
+    }
+
+    #[test]
+    fn a_secret_with_spaces_at_either_end_is_refused_with_the_reason() {
+        for bad in [" s3cret", "s3cret ", " "] {
+            let err = validate_secret(bad).unwrap_err();
+            assert_eq!(err.field, "secret");
+            assert!(
+                err.message.contains("could never match"),
+                "{bad:?}: {}",
+                err.message
+            );
+        }
+        assert!(validate_secret("s3cret with inner spaces").is_ok());
     }
 
     #[test]

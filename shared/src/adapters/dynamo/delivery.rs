@@ -7,7 +7,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::schema::{
-    DUE_PARTITION, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item, attr, n, s, webhook_key,
+    DUE_PARTITION, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item, NOTICE_PARTITION, attr, n,
+    s, webhook_key,
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, to_value, unavailable};
@@ -99,6 +100,26 @@ fn failure_update(at: Timestamp, reason: &str, due_now: bool) -> Result<Update, 
     Ok(update)
 }
 
+/// The update `record_recovery` makes: only while the webhook is enabled and
+/// owes no auto-disable e-mail. A sweep may have disabled it while the
+/// successful POST was in flight; its notice (`NOTICE`) must survive.
+fn recovery_update() -> Update {
+    let mut update = Update::default();
+    for field in FAILURE_SUMMARY {
+        update.remove(field);
+    }
+    let enabled = update.name(attr::ENABLED);
+    let failing = update.name(attr::FAILING_PK);
+    update
+        .condition(format!("{enabled} = :on"))
+        .condition(format!(
+            "attribute_not_exists({failing}) OR {failing} <> :notice"
+        ))
+        .value(":on", AttributeValue::Bool(true))
+        .value(":notice", s(NOTICE_PARTITION));
+    update
+}
+
 impl DeliveryStore for DynamoStore {
     async fn get_many(
         &self,
@@ -135,11 +156,7 @@ impl DeliveryStore for DynamoStore {
     }
 
     async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        let mut update = Update::default();
-        for field in FAILURE_SUMMARY {
-            update.remove(field);
-        }
-        self.update_webhook(&webhook.project, webhook.id, update)
+        self.update_webhook(&webhook.project, webhook.id, recovery_update())
             .await
             .map(drop)
     }
@@ -171,5 +188,17 @@ mod tests {
         );
         let due = failure_update(Timestamp::now(), "timeout", true).unwrap();
         assert_eq!(due.values[":failing_pk"], s(DUE_PARTITION));
+    }
+
+    #[test]
+    fn a_recovery_holds_only_while_enabled_and_no_notice_is_owed() {
+        let update = recovery_update();
+        assert_eq!(
+            update.condition_expression().as_deref(),
+            Some(
+                "(#enabled = :on) AND (attribute_not_exists(#failing_pk) OR #failing_pk <> :notice)"
+            )
+        );
+        assert_eq!(update.values[":notice"], s(NOTICE_PARTITION));
     }
 }

@@ -88,6 +88,52 @@ pub(super) fn changes_update(
     Ok(update)
 }
 
+/// Tries an update that turns a webhook on gets before it answers a conflict.
+const ENABLE_TRIES: usize = 3;
+
+impl DynamoStore {
+    /// Applies `changes` with `enabled: true`, and answers the webhook
+    /// enabled, or [`StoreError::Conflict`]; never a success it did not make.
+    /// A disabled webhook is re-enabled with its failure state cleared; an
+    /// enabled one keeps its failure history and gets the other changes,
+    /// only while it is still enabled. A sweep that disables it between the
+    /// two attempts sends the loop round again.
+    async fn enable(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        changes: &WebhookChanges,
+        now: Timestamp,
+    ) -> Result<Webhook, StoreError> {
+        for _ in 0..ENABLE_TRIES {
+            let mut update = changes_update(changes, now)?;
+            update.set(attr::ENABLED, AttributeValue::Bool(true));
+            for field in FAILURE_STATE {
+                update.remove(field);
+            }
+            let enabled = update.name(attr::ENABLED);
+            update
+                .condition(format!("{enabled} = :off"))
+                .value(":off", AttributeValue::Bool(false));
+            if let Some(hook) = self.update_webhook(project, id, update).await? {
+                return Ok(hook);
+            }
+            let mut update = changes_update(changes, now)?;
+            let enabled = update.name(attr::ENABLED);
+            update
+                .condition(format!("{enabled} = :on"))
+                .value(":on", AttributeValue::Bool(true));
+            if let Some(hook) = self.update_webhook(project, id, update).await? {
+                return Ok(hook);
+            }
+            if self.get(project, id).await?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+}
+
 impl WebhookStore for DynamoStore {
     async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
         let put = Put::builder()
@@ -191,41 +237,32 @@ impl WebhookStore for DynamoStore {
         changes: &WebhookChanges,
         now: Timestamp,
     ) -> Result<Webhook, StoreError> {
-        if changes.enabled == Some(true) {
-            // Turning a disabled webhook back on clears its failure state.
-            // The condition makes this a no-op on an enabled one, whose
-            // failure history must survive an unrelated edit.
-            let mut update = changes_update(changes, now)?;
-            update.set(attr::ENABLED, AttributeValue::Bool(true));
-            for field in FAILURE_STATE {
-                update.remove(field);
+        match changes.enabled {
+            Some(true) => self.enable(project, id, changes, now).await,
+            Some(false) => {
+                // Out of the sweeper's index while disabled, unless the
+                // sweeper still owes the owner the auto-disable e-mail
+                // (`NOTICE`): then the notice keeps its place.
+                let mut update = changes_update(changes, now)?;
+                let failing = update.name(attr::FAILING_PK);
+                update
+                    .remove(attr::FAILING_PK)
+                    .condition(format!(
+                        "attribute_not_exists({failing}) OR {failing} <> :notice"
+                    ))
+                    .value(":notice", s(NOTICE_PARTITION));
+                if let Some(hook) = self.update_webhook(project, id, update).await? {
+                    return Ok(hook);
+                }
+                self.update_webhook(project, id, changes_update(changes, now)?)
+                    .await?
+                    .ok_or(StoreError::NotFound)
             }
-            let enabled = update.name(attr::ENABLED);
-            update
-                .condition(format!("{enabled} = :off"))
-                .value(":off", AttributeValue::Bool(false));
-            if let Some(hook) = self.update_webhook(project, id, update).await? {
-                return Ok(hook);
-            }
+            None => self
+                .update_webhook(project, id, changes_update(changes, now)?)
+                .await?
+                .ok_or(StoreError::NotFound),
         }
-        if changes.enabled == Some(false) {
-            // Out of the sweeper's index while disabled, unless the sweeper
-            // still owes the owner the auto-disable e-mail (`NOTICE`).
-            let mut update = changes_update(changes, now)?;
-            let failing = update.name(attr::FAILING_PK);
-            update
-                .remove(attr::FAILING_PK)
-                .condition(format!(
-                    "attribute_not_exists({failing}) OR {failing} <> :notice"
-                ))
-                .value(":notice", s(NOTICE_PARTITION));
-            if let Some(hook) = self.update_webhook(project, id, update).await? {
-                return Ok(hook);
-            }
-        }
-        self.update_webhook(project, id, changes_update(changes, now)?)
-            .await?
-            .ok_or(StoreError::NotFound)
     }
 
     async fn delete(&self, project: &ProjectCode, id: WebhookId) -> Result<(), StoreError> {
