@@ -14,15 +14,16 @@ EMULATOR_PORT ?= 4566
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install the Python tools (AWS emulator, SAM CLI, cfn-lint) into .venv
+setup: $(STAMP) ## Install the Python tools (AWS emulator, SAM CLI, cfn-lint, schemathesis) into .venv
 
 $(STAMP): requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-test: setup ## Run every test (unit and integration, against the local AWS emulator)
+test: setup ## Run every test: unit, integration (local AWS emulator), and the API against its OpenAPI description
 	cargo test --workspace
+	scripts/schemathesis.sh
 
 dev: setup ## Run the whole service locally (API :3000, inspector :3001, AWS emulator :4566)
 	@env -u AWS_PROFILE -u AWS_SESSION_TOKEN \

@@ -288,7 +288,9 @@ async fn patch_validates_the_fields_it_names() {
         (json!({"title": ""}), "title"),
         (json!({"endpoint": "https://10.0.0.1/"}), "endpoint"),
         (json!({"events": []}), "events"),
-        (json!({"enabled": null}), "body"),
+        (json!({"enabled": null}), "enabled"),
+        (json!({"notify_emails": null}), "notify_emails"),
+        (json!({"title": null}), "title"),
         (json!({"notify_emails": ["x"]}), "notify_emails[0]"),
         (json!({"id": "other"}), "id"),
     ] {

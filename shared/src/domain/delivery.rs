@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use url::Url;
 use uuid::Uuid;
 
+use super::validation::{integer, integer_or_null, not_null};
 use super::{EventName, FieldError, ProjectCode, Timestamp, Webhook, WebhookId};
 
 /// Largest envelope accepted for publishing. The SQS message carrying it adds
@@ -52,13 +53,19 @@ pub fn required_timeout(post_deadline: Duration, batch: u32, concurrency: u32) -
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishInput {
+    #[serde(default, deserialize_with = "not_null")]
     pub event_name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub payload: Option<Box<RawValue>>,
-    #[serde(default)]
+    /// `null` is allowed: Qase sends it for events no person caused.
+    #[serde(default, deserialize_with = "integer_or_null")]
     pub team_member_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub timestamp: Option<i64>,
 }
+
+/// The latest `timestamp` accepted: the last second of year 9999.
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
 /// An event accepted for publishing.
 #[derive(Debug, Clone)]
@@ -112,8 +119,11 @@ impl PublishInput {
             ));
         }
         let timestamp = match self.timestamp {
-            Some(t) if t < 0 => {
-                return Err(FieldError::new("timestamp", "must be Unix seconds (>= 0)"));
+            Some(t) if !(0..=MAX_TIMESTAMP).contains(&t) => {
+                return Err(FieldError::new(
+                    "timestamp",
+                    format!("must be Unix seconds from 0 to {MAX_TIMESTAMP}"),
+                ));
             }
             Some(t) => t,
             None => now.unix_seconds(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use url::{Host, Url};
 use uuid::Uuid;
 
+use super::validation::not_null;
 use super::{AddressPolicy, EventName, FieldError, ProjectCode, Secret, Timestamp};
 
 /// A project holds at most this many webhooks.
@@ -33,6 +34,16 @@ impl WebhookId {
     pub fn parse(raw: &str) -> Option<Self> {
         let id = Uuid::try_parse(raw).ok()?;
         (id.hyphenated().to_string() == raw).then_some(Self(id))
+    }
+
+    /// Accepts any hyphenated UUID, upper or lower case (JSON Schema's
+    /// `uuid` format), as the id it names.
+    pub fn parse_any_case(raw: &str) -> Option<Self> {
+        let id = Uuid::try_parse(raw).ok()?;
+        id.hyphenated()
+            .to_string()
+            .eq_ignore_ascii_case(raw)
+            .then_some(Self(id))
     }
 }
 
@@ -111,11 +122,17 @@ pub struct EndpointRules {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
+    #[serde(default, deserialize_with = "not_null")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub endpoint: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub secret: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "not_null")]
     pub notify_emails: Option<Vec<String>>,
 }
 
@@ -176,12 +193,17 @@ impl NewWebhook {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
+    #[serde(default, deserialize_with = "not_null")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub endpoint: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "not_null")]
     pub events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "not_null")]
     pub notify_emails: Option<Vec<String>>,
 }
 
@@ -237,7 +259,8 @@ pub fn validate_title(raw: &str) -> Result<String, FieldError> {
     if title.is_empty() {
         return Err(FieldError::new("title", "must not be blank"));
     }
-    if title.chars().count() > MAX_TITLE_CHARS {
+    // Counted as sent, spaces around included, as the API's description says.
+    if raw.chars().count() > MAX_TITLE_CHARS {
         return Err(FieldError::new(
             "title",
             format!("must be at most {MAX_TITLE_CHARS} characters"),
