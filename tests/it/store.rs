@@ -189,6 +189,20 @@ fn other_writer<T>(table: &str, step: impl AsyncFnOnce(&DynamoStore) -> T) -> T 
     })
 }
 
+/// `PATCH {"enabled": true, "title": "renamed"}` through a router over `store`.
+async fn patch_over(api: &Api, store: DynamoStore, path: &str) -> integration_tests::api::Reply {
+    let queue = integration_tests::counting::counting_queue(&api.queue_url)
+        .await
+        .0;
+    api.over(store, queue)
+        .admin(
+            "PATCH",
+            path,
+            Some(json!({"enabled": true, "title": "renamed"})),
+        )
+        .await
+}
+
 /// A failing webhook: created, then three failures recorded three days ago.
 async fn failing_webhook(api: &Api, project: &str) -> Webhook {
     let hook = api.create_webhook(project, webhook_body("racing")).await;
@@ -226,19 +240,7 @@ async fn a_re_enable_racing_the_sweeper_is_applied_or_refused_never_misreported(
         }
     })
     .await;
-    let racing = api.over(
-        store,
-        integration_tests::counting::counting_queue(&api.queue_url)
-            .await
-            .0,
-    );
-    let reply = racing
-        .admin(
-            "PATCH",
-            &path,
-            Some(json!({"enabled": true, "title": "renamed"})),
-        )
-        .await;
+    let reply = patch_over(&api, store, &path).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["enabled"], true, "{}", reply.text);
     assert_eq!(reply.body["title"], "renamed");
@@ -274,19 +276,7 @@ async fn a_re_enable_that_keeps_losing_the_race_answers_409_and_changes_nothing(
         }
     })
     .await;
-    let racing = api.over(
-        store,
-        integration_tests::counting::counting_queue(&api.queue_url)
-            .await
-            .0,
-    );
-    let reply = racing
-        .admin(
-            "PATCH",
-            &path,
-            Some(json!({"enabled": true, "title": "renamed"})),
-        )
-        .await;
+    let reply = patch_over(&api, store, &path).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     assert_eq!(reply.error_code(), "conflict");
     let stored = api.admin("GET", &path, None).await.body;

@@ -152,31 +152,11 @@ impl<S: DeliveryStore> Sender<S> {
     ) -> Verdict {
         let webhook = match eligible(webhook, message.event_name) {
             Ok(webhook) => webhook,
-            Err(skip) => {
-                let verdict = Verdict::Skipped(skip);
-                tracing::info!(
-                    delivery_id = %message.delivery_id,
-                    project = %message.project,
-                    webhook_id = %message.webhook_id,
-                    event_name = %message.event_name,
-                    outcome = verdict.label(),
-                    "delivery"
-                );
-                return verdict;
-            }
+            Err(skip) => return unsent(&message, Verdict::Skipped(skip)),
         };
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
-            let verdict = Verdict::Returned(Fault::OutOfTime);
-            tracing::warn!(
-                delivery_id = %message.delivery_id,
-                project = %message.project,
-                webhook_id = %message.webhook_id,
-                event_name = %message.event_name,
-                outcome = verdict.label(),
-                "delivery"
-            );
-            return verdict;
+            return unsent(&message, Verdict::Returned(Fault::OutOfTime));
         }
         let (delivery_id, project, event_name) = (
             message.delivery_id,
@@ -238,6 +218,19 @@ impl<S: DeliveryStore> Sender<S> {
             }
         }
     }
+}
+
+/// Logs a delivery that ends without a POST, and answers its verdict.
+fn unsent(message: &DeliveryMessage, verdict: Verdict) -> Verdict {
+    tracing::info!(
+        delivery_id = %message.delivery_id,
+        project = %message.project,
+        webhook_id = %message.webhook_id,
+        event_name = %message.event_name,
+        outcome = verdict.label(),
+        "delivery"
+    );
+    verdict
 }
 
 /// The batch response: every record whose verdict returns it to the queue.

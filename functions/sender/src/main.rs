@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .disable_on_timeout(config.disable_on_timeout);
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let ends = shared::deadline_instant(event.context.deadline);
+        let ends = shared::deadline_instant(event.context.deadline, sender::FUNCTION_TIMEOUT);
         Ok::<_, lambda_runtime::Error>(sender.handle(event.payload, ends).await)
     }))
     .await

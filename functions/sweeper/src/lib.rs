@@ -48,6 +48,9 @@ impl SweeperConfig {
     }
 }
 
+/// The sweeper function's timeout in `template.yaml` (a test compares them).
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What one sweep did; logged as one summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {

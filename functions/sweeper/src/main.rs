@@ -38,6 +38,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 /// The instant to stop taking work: the invocation's deadline less a margin.
 fn stop_at(deadline_ms: u64) -> Instant {
-    let deadline = shared::deadline_instant(deadline_ms);
+    let deadline = shared::deadline_instant(deadline_ms, sweeper::FUNCTION_TIMEOUT);
     deadline.checked_sub(MARGIN).unwrap_or_else(Instant::now)
 }
