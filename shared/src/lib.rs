@@ -1,14 +1,15 @@
 //! The library every webhook Lambda uses.
 //!
 //! - [`domain`]: webhooks, projects, the event catalog, validation and the
-//!   endpoint-address policy. Pure: no I/O, no clock.
+//!   endpoint-address policy. Pure: no I/O, no clock. A crate of its own
+//!   (`domain/`), re-exported here.
 //! - [`ports`]: the small traits the functions need from the outside world.
 //! - [`adapters`]: those traits implemented over AWS (DynamoDB, Secrets Manager).
 //! - [`config`]: typed configuration read once at cold start.
 
 pub mod adapters;
 pub mod config;
-pub mod domain;
+pub use domain;
 pub mod ports;
 
 /// The instant of a Lambda invocation's deadline, given (as the runtime's

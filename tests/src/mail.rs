@@ -19,9 +19,7 @@ pub struct Destinations {
 
 /// Every e-mail the emulator accepted that was addressed to `to`.
 pub async fn sent_to(to: &str) -> Vec<SentMail> {
-    let url = format!("{}/moto-api/data.json", crate::emulator().endpoint());
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let data = emulator_state().await;
     let messages = data["ses"]["Message"]
         .as_array()
         .cloned()
@@ -31,6 +29,23 @@ pub async fn sent_to(to: &str) -> Vec<SentMail> {
         .map(|m| serde_json::from_value::<SentMail>(m).unwrap())
         .filter(|m| m.destinations.to.iter().any(|d| d == to))
         .collect()
+}
+
+/// The emulator's whole state, from its model API. Dumping it while other
+/// tests write can fail inside the emulator (a collection changed while it
+/// was read); such an answer is not JSON, and the dump is asked again.
+async fn emulator_state() -> serde_json::Value {
+    let url = format!("{}/moto-api/data.json", crate::emulator().endpoint());
+    let mut last = String::new();
+    for _ in 0..10 {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        match serde_json::from_str(&text) {
+            Ok(data) => return data,
+            Err(_) => last = text,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the emulator's state dump never succeeded: {last:.300}")
 }
 
 /// A sender address of its own, verified in the emulator's SES.

@@ -499,7 +499,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::domain::{WebhookId, WebhookInput};
+    use crate::{WebhookId, WebhookInput};
 
     fn project() -> ProjectCode {
         ProjectCode::parse("ID").unwrap()
@@ -781,7 +781,7 @@ mod tests {
     #[test]
     fn the_secret_travels_as_a_sensitive_header_and_never_in_debug_output() {
         let mut hook = webhook();
-        hook.secret = Some(crate::domain::Secret::new("s3cret value".into()));
+        hook.secret = Some(crate::Secret::new("s3cret value".into()));
         let dispatch = prepare(&hook, message_for(&hook)).unwrap();
         assert_eq!(dispatch.header("x-qase-secret"), Some("s3cret value"));
         let secret = dispatch
@@ -800,7 +800,7 @@ mod tests {
     fn a_secret_that_cannot_be_a_header_value_is_never_sent() {
         for bad in ["line\nbreak", "nul\0", "del\x7f", "é"] {
             let mut hook = webhook();
-            hook.secret = Some(crate::domain::Secret::new(bad.into()));
+            hook.secret = Some(crate::Secret::new(bad.into()));
             assert_eq!(
                 prepare(&hook, message_for(&hook)).unwrap_err(),
                 FailureReason::UnsendableSecret,
@@ -808,7 +808,7 @@ mod tests {
             );
         }
         let mut hook = webhook();
-        hook.secret = Some(crate::domain::Secret::new("tab\tinside ~".into()));
+        hook.secret = Some(crate::Secret::new("tab\tinside ~".into()));
         assert!(prepare(&hook, message_for(&hook)).is_ok());
     }
 

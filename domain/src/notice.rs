@@ -200,7 +200,7 @@ pub fn escape_html(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EndpointRules, ProjectCode, WebhookId, WebhookInput};
+    use crate::{EndpointRules, ProjectCode, WebhookId, WebhookInput};
 
     fn webhook(title: &str, endpoint: &str) -> Webhook {
         let mut hook = WebhookInput {
