@@ -8,8 +8,9 @@ export SAM_CLI_TELEMETRY := 0
 API_PORT ?= 3000
 INSPECTOR_PORT ?= 3001
 EMULATOR_PORT ?= 4566
+MUTANTS_VERSION := 27.1.0
 
-.PHONY: help setup test lint fmt clean dev build smoke bench invoke
+.PHONY: help setup test lint fmt clean dev build smoke bench invoke mutants
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +48,11 @@ smoke: setup ## Start make dev, deliver one event, run make invoke for each func
 invoke: setup ## Run a handler on an event against make dev: FUNCTION=SenderFunction EVENT=events/sqs-delivery.json
 	FUNCTION="$(FUNCTION)" EVENT="$(EVENT)" EMULATOR_PORT=$(EMULATOR_PORT) scripts/invoke.sh
 
+mutants: ## Mutation testing of the pure rules (domain/): fails on any surviving mutant
+	@cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants $(MUTANTS_VERSION)' \
+	  || cargo install --locked cargo-mutants@$(MUTANTS_VERSION)
+	scripts/mutants.sh
+
 lint: setup ## Formatting, clippy and the SAM template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -57,4 +63,4 @@ fmt: ## Format the code
 
 clean: ## Remove build output and the virtualenv
 	cargo clean
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) .aws-sam target-mutants

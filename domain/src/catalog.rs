@@ -154,6 +154,19 @@ mod tests {
         review.deleted result.created result.updated result.deleted";
 
     #[test]
+    fn entities_carry_their_labels_and_names_show_as_sent() {
+        let labels: Vec<&str> = EventName::ALL.iter().map(|e| e.entity().label()).collect();
+        assert!(labels.contains(&"Test cases") && labels.contains(&"Results"));
+        assert_eq!(Entity::Case.label(), "Test cases");
+        assert_eq!(Entity::SharedStep.label(), "Shared steps");
+        assert_eq!(Entity::Run.label(), "Test runs");
+        assert_eq!(EventName::RunCompleted.to_string(), "run.completed");
+        for name in EventName::ALL {
+            assert_eq!(name.to_string(), name.as_str());
+        }
+    }
+
+    #[test]
     fn catalog_is_exactly_the_43_spec_names_in_order() {
         let spec: Vec<&str> = SPEC.split_whitespace().collect();
         let ours: Vec<&str> = EventName::ALL.iter().map(|e| e.as_str()).collect();

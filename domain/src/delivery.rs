@@ -147,6 +147,11 @@ pub fn queue_carries(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
+/// Whether an envelope is small enough to publish (at most 256 KiB).
+pub fn envelope_fits(envelope: &RawValue) -> bool {
+    envelope.get().len() <= MAX_ENVELOPE_BYTES
+}
+
 impl Event {
     /// The exact bytes every subscribed endpoint receives.
     pub fn envelope(&self) -> Result<Box<RawValue>, serde_json::Error> {
@@ -569,6 +574,16 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.field, field, "{json}");
         }
+    }
+
+    #[test]
+    fn an_envelope_of_exactly_256_kib_fits_and_one_byte_more_does_not() {
+        let envelope_of = |len: usize| {
+            let text = format!("\"{}\"", "a".repeat(len - 2));
+            RawValue::from_string(text).unwrap()
+        };
+        assert!(envelope_fits(&envelope_of(256 * 1024)));
+        assert!(!envelope_fits(&envelope_of(256 * 1024 + 1)));
     }
 
     #[test]

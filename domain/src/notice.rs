@@ -14,11 +14,11 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 /// nothing due, never everything.
 pub fn cutoff(now: Timestamp, window: Duration) -> Timestamp {
     let epoch = chrono::DateTime::UNIX_EPOCH;
-    chrono::Duration::from_std(window)
+    let at = chrono::Duration::from_std(window)
         .ok()
         .and_then(|window| now.as_datetime().checked_sub_signed(window))
-        .filter(|at| *at > epoch)
-        .map_or(Timestamp::from(epoch), Timestamp::from)
+        .unwrap_or(epoch);
+    Timestamp::from(at.max(epoch))
 }
 
 /// Whether a webhook has been failing for more than the window.
@@ -291,6 +291,16 @@ mod tests {
         hook.notify_emails.clear();
         let to_default = disable_notice(&hook, &settings(), DEFAULT_WINDOW);
         assert_eq!(fallback_notice(&to_default, &settings()), None);
+    }
+
+    #[test]
+    fn failing_exactly_the_window_is_not_yet_due() {
+        let now = Timestamp::parse("2026-11-27T08:00:00Z").unwrap();
+        let mut hook = webhook("t", "https://example.com/");
+        hook.failing_since = Some(cutoff(now, DEFAULT_WINDOW));
+        assert!(!is_due(&hook, now, DEFAULT_WINDOW), "exactly 2 days");
+        hook.failing_since = Timestamp::parse("2026-11-25T07:59:59.999Z");
+        assert!(is_due(&hook, now, DEFAULT_WINDOW), "2 days and 1 ms");
     }
 
     #[test]

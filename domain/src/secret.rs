@@ -44,5 +44,7 @@ mod tests {
         assert!(!format!("{secret:?}").contains("hunter2"));
         assert!(!format!("{secret}").contains("hunter2"));
         assert_eq!(secret.expose(), "hunter2-very-secret");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.to_string(), "***");
     }
 }

@@ -63,6 +63,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unix_seconds_count_from_1970() {
+        assert_eq!(
+            Timestamp::parse("1970-01-01T00:00:00Z")
+                .unwrap()
+                .unix_seconds(),
+            0
+        );
+        assert_eq!(
+            Timestamp::parse("2022-04-21T11:23:14Z")
+                .unwrap()
+                .unix_seconds(),
+            1_650_540_194
+        );
+        assert_eq!(
+            Timestamp::parse("1969-12-31T23:59:59Z")
+                .unwrap()
+                .unix_seconds(),
+            -1
+        );
+    }
+
+    #[test]
     fn fixed_width_text_sorts_like_time() {
         let a = Timestamp::parse("2026-01-02T03:04:05Z").unwrap();
         let b = Timestamp::parse("2026-01-02T03:04:05.1Z").unwrap();

@@ -129,6 +129,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_record_matches_only_the_token_it_was_made_from() {
+        let token = ApiToken::presented("project-token-aaaaaaaaaaaaaaaa");
+        let record = TokenRecord::new(
+            &token.hash(),
+            crate::ProjectCode::parse("P").unwrap(),
+            crate::Timestamp::now(),
+        );
+        assert!(record.matches(&token.hash()));
+        let other = ApiToken::presented("project-token-bbbbbbbbbbbbbbbb");
+        assert!(!record.matches(&other.hash()));
+    }
+
+    #[test]
+    fn formatting_shows_ids_never_tokens() {
+        let token = ApiToken::presented("secret-token-value-0123456789");
+        let hash = token.hash();
+        let id = hash.id();
+        assert_eq!(format!("{token:?}"), "ApiToken(***)");
+        assert_eq!(format!("{hash:?}"), format!("TokenHash({id})"));
+        assert!(
+            !format!("{hash:?}").contains(&hash.to_hex()[24..]),
+            "only the id part of the hash"
+        );
+        assert_eq!(id.to_string(), id.as_str());
+        assert_eq!(id.to_string().len(), 24);
+        assert_eq!(id.to_string(), hash.to_hex()[..24]);
+    }
+
+    #[test]
     fn generated_tokens_are_distinct_prefixed_and_long() {
         let a = ApiToken::generate().unwrap();
         let b = ApiToken::generate().unwrap();

@@ -102,6 +102,15 @@ mod tests {
     }
 
     #[test]
+    fn a_field_error_shows_the_field_then_the_message() {
+        let err = FieldError::new("notify_emails[1]", "must be an e-mail address");
+        assert_eq!(
+            err.to_string(),
+            "notify_emails[1]: must be an e-mail address"
+        );
+    }
+
+    #[test]
     fn absent_is_none_and_null_is_refused_unless_allowed() {
         let f = parse("{}").unwrap();
         assert_eq!((f.name, f.at, f.who), (None, None, None));

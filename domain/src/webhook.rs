@@ -405,7 +405,8 @@ fn sendable_email(address: &str) -> Result<String, &'static str> {
     let domain = idna::domain_to_ascii(domain)
         .map_err(|_| "must have a valid domain after the @ (an internationalized domain must convert to punycode)")?;
     let address = format!("{local}@{domain}");
-    if address.len() > MAX_EMAIL_LEN || !is_plausible_email(&address) {
+    // The ASCII form may be longer than what was sent: checked again.
+    if !is_plausible_email(&address) {
         return Err(SHAPE);
     }
     Ok(address)
@@ -660,6 +661,60 @@ mod tests {
         // A domain too long once converted is refused, not cut.
         let long = format!("a@{}.com", "ä".repeat(240));
         assert!(validate_notify_emails(&[long]).is_err());
+    }
+
+    #[test]
+    fn limits_hold_exactly_at_their_bounds() {
+        let base = "https://example.com/";
+        let at_limit = format!("{base}{}", "a".repeat(MAX_ENDPOINT_LEN - base.len()));
+        assert_eq!(at_limit.len(), MAX_ENDPOINT_LEN);
+        assert!(validate_endpoint(&at_limit, &rules()).is_ok());
+        assert!(validate_endpoint(&format!("{at_limit}a"), &rules()).is_err());
+
+        let ten: Vec<String> = (0..MAX_NOTIFY_EMAILS)
+            .map(|i| format!("u{i}@example.com"))
+            .collect();
+        assert_eq!(
+            validate_notify_emails(&ten).unwrap().len(),
+            MAX_NOTIFY_EMAILS
+        );
+
+        // 254 characters once the domain is in punycode: kept; 255: refused.
+        let domain = "xn--exmple-cua.com"; // exämple.com
+        let fill = |n: usize| format!("{}.{domain}", "d".repeat(n));
+        let local = "a".repeat(60);
+        let fits = format!(
+            "{local}@{}",
+            fill(MAX_EMAIL_LEN - local.len() - 2 - domain.len())
+        );
+        assert_eq!(fits.len(), MAX_EMAIL_LEN);
+        let unicode = fits.replace(domain, "exämple.com");
+        assert_eq!(
+            validate_notify_emails(std::slice::from_ref(&unicode)).unwrap(),
+            vec![fits]
+        );
+        let over = unicode.replacen("@d", "@dd", 1);
+        assert!(over.len() < MAX_EMAIL_LEN, "short as sent");
+        assert_eq!(
+            validate_notify_emails(&[over]).unwrap_err().field,
+            "notify_emails[0]",
+            "255 characters in ASCII"
+        );
+    }
+
+    #[test]
+    fn any_case_of_a_hyphenated_uuid_names_the_id() {
+        let id = WebhookId::generate();
+        let text = id.to_string();
+        assert_eq!(WebhookId::parse_any_case(&text), Some(id));
+        assert_eq!(WebhookId::parse_any_case(&text.to_uppercase()), Some(id));
+        assert_eq!(
+            WebhookId::parse(&text.to_uppercase()),
+            None,
+            "parse wants the exact form"
+        );
+        assert_eq!(WebhookId::parse_any_case(&text.replace('-', "")), None);
+        assert_eq!(WebhookId::parse_any_case(""), None);
     }
 
     #[test]

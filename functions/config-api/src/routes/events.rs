@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use shared::domain::delivery::MAX_ENVELOPE_BYTES;
+use shared::domain::delivery::{MAX_ENVELOPE_BYTES, envelope_fits};
 use shared::domain::{DeliveryMessage, MAX_WEBHOOKS_PER_PROJECT, PublishInput, Timestamp, Webhook};
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ pub async fn publish<S: Store, Q: Queue>(
         tracing::error!(error = %e, "could not build the envelope");
         ApiError::internal()
     })?;
-    if envelope.get().len() > MAX_ENVELOPE_BYTES {
+    if !envelope_fits(&envelope) {
         return Err(ApiError::payload_too_large(MAX_ENVELOPE_BYTES));
     }
     let subscribers = subscribers(&state, &event).await?;
