@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 /// Every token this service mints starts with this, so leaked tokens are
 /// recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "qwh_";
+/// URL-safe base64 of 32 random bytes, unpadded, after the prefix.
+const MINTED_RANDOM_CHARS: usize = 43;
 
 /// A bearer token in clear text: exists only between minting and the 201
 /// response, and while a request is being authenticated.
@@ -32,6 +34,18 @@ impl ApiToken {
             "{TOKEN_PREFIX}{}",
             URL_SAFE_NO_PAD.encode(bytes)
         )))
+    }
+
+    /// Whether `raw` has the shape of a token this service mints: the prefix,
+    /// then 43 URL-safe base64 characters (256 bits). Anything else cannot be
+    /// a project token, and is refused without a storage read.
+    pub fn could_be_minted(raw: &str) -> bool {
+        raw.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+            rest.len() == MINTED_RANDOM_CHARS
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
     }
 
     /// Wraps a presented token for hashing.
@@ -127,6 +141,32 @@ impl TokenRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_shape_of_a_minted_token_could_be_one() {
+        let minted = ApiToken::generate().unwrap();
+        assert!(ApiToken::could_be_minted(minted.expose()));
+        let random = "A".repeat(43);
+        assert!(ApiToken::could_be_minted(&format!("qwh_{random}")));
+        assert!(ApiToken::could_be_minted(&format!(
+            "qwh_{}-_",
+            "z".repeat(41)
+        )));
+        for not in [
+            String::new(),
+            "qwh_".to_owned(),
+            format!("qwh_{}", "A".repeat(42)),
+            format!("qwh_{}", "A".repeat(44)),
+            format!("qwx_{random}"),
+            format!("QWH_{random}"),
+            format!("{random}qwh_"),
+            format!("qwh_{}+", "A".repeat(42)),
+            format!("qwh_{}=", "A".repeat(42)),
+            format!("qwh_{}é", "A".repeat(41)),
+        ] {
+            assert!(!ApiToken::could_be_minted(&not), "{not:?}");
+        }
+    }
 
     #[test]
     fn a_record_matches_only_the_token_it_was_made_from() {

@@ -105,3 +105,36 @@ async fn when_sqs_refuses_the_answer_says_nothing_was_queued() {
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("0 of 1"), "{message}");
 }
+
+#[tokio::test]
+async fn a_bearer_that_cannot_be_a_token_costs_no_dynamodb_call() {
+    let stack = Stack::start().await;
+    let minted = stack.api.project_token("AUTH").await;
+    let Counting {
+        api, dynamo: calls, ..
+    } = stack.counting().await;
+    for not_a_token in [
+        "wrong-token",
+        "qwh_too-short",
+        &format!("{minted}x"),
+        &minted.replacen("qwh_", "qwx_", 1),
+    ] {
+        let reply = api
+            .call("GET", "/projects/AUTH/webhooks", Some(not_a_token), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{not_a_token}");
+    }
+    assert_eq!(calls.all().len(), 0, "no storage call: {:?}", calls.all());
+    // A token of the right shape is looked up: one GetItem, then its own work.
+    let reply = api
+        .call("GET", "/projects/AUTH/webhooks", Some(&minted), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(calls.get("GetItem"), 1);
+    let unknown = format!("qwh_{}", "A".repeat(43));
+    let reply = api
+        .call("GET", "/projects/AUTH/webhooks", Some(&unknown), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.get("GetItem"), 2, "the right shape is looked up");
+}
