@@ -581,7 +581,7 @@ async fn a_scheduled_event_from_the_future_disables_nothing_early() {
 }
 
 #[tokio::test]
-async fn a_late_or_replayed_event_disables_and_claims_as_of_the_clock() {
+async fn a_late_or_replayed_event_disables_as_of_the_clock() {
     let stack = Stack::start().await;
     let now = Timestamp::now();
     let owner = unique_address("owner");

@@ -170,14 +170,18 @@ impl<S: DeliveryStore> Sender<S> {
         let latency_ms = started.elapsed().as_millis() as u64;
         let record = decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout);
         // Bounded by the invocation: an unfinished write is logged, and the
-        // delivery is still acknowledged (it was sent).
-        let recorded = timeout_at(ends.into(), self.record(webhook, record))
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(
-                    "recording did not finish before the invocation's deadline".into(),
-                ))
-            });
+        // delivery is still acknowledged (it was sent). A healthy delivery
+        // writes nothing and sets no timer.
+        let recorded = match record {
+            Record::Nothing => Ok(()),
+            record => timeout_at(ends.into(), self.record(webhook, record))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "recording did not finish before the invocation's deadline".into(),
+                    ))
+                }),
+        };
         if let Err(err) = recorded {
             tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
         }

@@ -237,32 +237,28 @@ impl WebhookStore for DynamoStore {
         changes: &WebhookChanges,
         now: Timestamp,
     ) -> Result<Webhook, StoreError> {
-        match changes.enabled {
-            Some(true) => self.enable(project, id, changes, now).await,
-            Some(false) => {
-                // Out of the sweeper's index while disabled, unless the
-                // sweeper still owes the owner the auto-disable e-mail
-                // (`NOTICE`): then the notice keeps its place.
-                let mut update = changes_update(changes, now)?;
-                let failing = update.name(attr::FAILING_PK);
-                update
-                    .remove(attr::FAILING_PK)
-                    .condition(format!(
-                        "attribute_not_exists({failing}) OR {failing} <> :notice"
-                    ))
-                    .value(":notice", s(NOTICE_PARTITION));
-                if let Some(hook) = self.update_webhook(project, id, update).await? {
-                    return Ok(hook);
-                }
-                self.update_webhook(project, id, changes_update(changes, now)?)
-                    .await?
-                    .ok_or(StoreError::NotFound)
-            }
-            None => self
-                .update_webhook(project, id, changes_update(changes, now)?)
-                .await?
-                .ok_or(StoreError::NotFound),
+        if changes.enabled == Some(true) {
+            return self.enable(project, id, changes, now).await;
         }
+        if changes.enabled == Some(false) {
+            // Out of the sweeper's index while disabled, unless the sweeper
+            // still owes the owner the auto-disable e-mail (`NOTICE`): then
+            // the notice keeps its place (the plain update below).
+            let mut update = changes_update(changes, now)?;
+            let failing = update.name(attr::FAILING_PK);
+            update
+                .remove(attr::FAILING_PK)
+                .condition(format!(
+                    "attribute_not_exists({failing}) OR {failing} <> :notice"
+                ))
+                .value(":notice", s(NOTICE_PARTITION));
+            if let Some(hook) = self.update_webhook(project, id, update).await? {
+                return Ok(hook);
+            }
+        }
+        self.update_webhook(project, id, changes_update(changes, now)?)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn delete(&self, project: &ProjectCode, id: WebhookId) -> Result<(), StoreError> {
