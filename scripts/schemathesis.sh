@@ -30,7 +30,7 @@ grep -q '^ready' "$log" || { cat "$log"; echo "make dev did not get ready"; exit
   --checks all \
   --phases examples,coverage,fuzzing,stateful \
   --max-time "$MAX_TIME" \
-  --workers 2 \
+  --workers 1 \
   --seed "${SCHEMATHESIS_SEED:-20261129}" \
   --no-color \
   --warnings off
