@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 
 API_PORT ?= 3000
@@ -20,6 +22,11 @@ setup: $(STAMP) ## Install the Python tools (AWS emulator, SAM CLI, cfn-lint, sc
 $(STAMP): requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 test: setup ## Run every test: unit, integration (local AWS emulator), and the API against its OpenAPI description
@@ -53,14 +60,16 @@ mutants: ## Mutation testing of the pure rules (domain/): fails on any surviving
 	  || cargo install --locked cargo-mutants@$(MUTANTS_VERSION)
 	scripts/mutants.sh
 
-lint: setup ## Formatting, clippy and the SAM template
+lint: setup $(CHECKOV_STAMP) ## Formatting, clippy, and the template (sam validate, cfn-lint with informational rules, checkov)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/sam validate --lint
+	$(VENV)/bin/cfn-lint --include-checks I -- template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --quiet --compact
 
 fmt: ## Format the code
 	cargo fmt --all
 
 clean: ## Remove build output and the virtualenv
 	cargo clean
-	rm -rf $(VENV) .aws-sam target-mutants
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam target-mutants

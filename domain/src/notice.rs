@@ -8,6 +8,31 @@ use super::{Timestamp, Webhook};
 /// The default window: failing for more than 2 days.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
+/// At most this many auto-disable e-mails per project per UTC day, unless
+/// the operator sets `NOTICES_PER_PROJECT_PER_DAY`.
+pub const DEFAULT_NOTICES_PER_DAY: u32 = 20;
+
+/// How long a day's e-mail count is kept after `now` (it only matters on
+/// that day; a little longer covers clock skew between sweeps).
+pub const NOTICE_COUNT_KEPT: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// The UTC day an e-mail sent at `now` counts against, as `YYYY-MM-DD`.
+pub fn notice_day(now: Timestamp) -> String {
+    now.as_datetime().format("%Y-%m-%d").to_string()
+}
+
+/// The most characters of a webhook's title the e-mail subject carries; a
+/// longer title is cut and ends with `…` (the body has it whole).
+pub const SUBJECT_TITLE_CHARS: usize = 60;
+
+/// The title as the subject shows it: at most [`SUBJECT_TITLE_CHARS`].
+pub fn subject_title(title: &str) -> String {
+    match title.char_indices().nth(SUBJECT_TITLE_CHARS) {
+        Some((end, _)) => format!("{}…", title[..end].trim_end()),
+        None => title.to_owned(),
+    }
+}
+
 /// Webhooks failing since before this instant are due to be disabled:
 /// `now - window`, never earlier than the Unix epoch. A window longer than
 /// the time since 1970 (`DISABLE_AFTER=300000y`, meant as "never") makes
@@ -174,7 +199,7 @@ pub fn disable_notice(webhook: &Webhook, settings: &NoticeSettings, window: Dura
         to: settings.recipients(webhook),
         subject: format!(
             "Webhook \"{}\" in project {project} was disabled",
-            webhook.title
+            subject_title(&webhook.title)
         ),
         text,
         html,
@@ -231,6 +256,44 @@ mod tests {
                 "https://app.example.com/project/{project}/settings/webhooks/{id}".into(),
             ),
         }
+    }
+
+    #[test]
+    fn a_long_title_is_cut_in_the_subject_and_whole_in_the_body() {
+        let exact = "a".repeat(SUBJECT_TITLE_CHARS);
+        assert_eq!(subject_title(&exact), exact, "at the bound: whole");
+        let long = format!("{exact}é and more");
+        assert_eq!(subject_title(&long), format!("{exact}…"));
+        // Cut on a character, never inside one; no space before the mark.
+        let wide = format!("{} {}", "ü".repeat(SUBJECT_TITLE_CHARS - 1), "tail");
+        assert_eq!(
+            subject_title(&wide),
+            format!("{}…", "ü".repeat(SUBJECT_TITLE_CHARS - 1))
+        );
+        let title = format!("Nightly {}", "x".repeat(200));
+        let mail = disable_notice(
+            &webhook(&title, "https://example.com/"),
+            &settings(),
+            DEFAULT_WINDOW,
+        );
+        assert_eq!(
+            mail.subject,
+            format!(
+                "Webhook \"{}\" in project DEMO was disabled",
+                subject_title(&title)
+            )
+        );
+        assert!(mail.text.contains(&title) && mail.html.contains(&title));
+    }
+
+    #[test]
+    fn an_e_mail_counts_against_its_utc_day() {
+        let at = |raw| notice_day(Timestamp::parse(raw).unwrap());
+        assert_eq!(at("2026-11-29T00:00:00Z"), "2026-11-29");
+        assert_eq!(at("2026-11-29T23:59:59.999Z"), "2026-11-29");
+        assert_eq!(at("2026-11-30T01:00:00+02:00"), "2026-11-29");
+        // The day counted, and one more for sweeps whose clocks disagree.
+        assert_eq!(NOTICE_COUNT_KEPT, Duration::from_secs(2 * 86_400));
     }
 
     #[test]

@@ -201,6 +201,25 @@ pub trait SweepStore: Send + Sync {
         &self,
         webhook: &Webhook,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts one more auto-disable e-mail of `project` on `day`, unless
+    /// `limit` are counted already: `false` then, and nothing changes. Two
+    /// sweeps at once never count past the limit. The count is kept until
+    /// `expires_at`.
+    fn count_notice(
+        &self,
+        project: &ProjectCode,
+        day: &str,
+        limit: u32,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes back a count whose e-mail did not go out.
+    fn uncount_notice(
+        &self,
+        project: &ProjectCode,
+        day: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Why an e-mail was not sent.

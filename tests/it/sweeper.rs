@@ -208,13 +208,18 @@ async fn a_rejected_e_mail_stays_pending_and_the_next_sweep_sends_it_once() {
         Some(at(now, -3 * DAY)),
     )
     .await;
-    let sweeper = sweeper(&stack.api.store, &from, &owner).await;
+    // One e-mail a day for the project: the failed one must not use it up.
+    let sweeper = sweeper(&stack.api.store, &from, &owner)
+        .await
+        .with_daily_limit(1);
 
     let first = sweeper.sweep(now, later()).await.unwrap();
     assert_eq!(
         (first.disabled, first.mailed, first.mail_failures),
         (1, 0, 1)
     );
+    let err = first.clone().into_result().unwrap_err();
+    assert_eq!(err.0, 1, "the invocation fails, so the error alarm sees it");
     assert_eq!(view(&stack, &hook).await["status"], "disabled");
     assert!(sent_to(&owner).await.is_empty());
     let pending = stack.api.store.pending_notices().await.unwrap();
@@ -225,11 +230,18 @@ async fn a_rejected_e_mail_stays_pending_and_the_next_sweep_sends_it_once() {
     );
 
     verify(&from).await;
-    let second = sweeper.sweep(at(now, 900), later()).await.unwrap();
+    let second = sweeper.sweep(at(now, 1), later()).await.unwrap();
     assert_eq!(
-        (second.disabled, second.mailed, second.mail_failures),
-        (0, 1, 0)
+        (
+            second.disabled,
+            second.mailed,
+            second.mail_failures,
+            second.mail_over_limit
+        ),
+        (0, 1, 0, 0),
+        "the same day, the count the failed e-mail took was given back"
     );
+    assert!(second.into_result().is_ok());
     let third = sweeper.sweep(at(now, 1800), later()).await.unwrap();
     assert_eq!(third.mailed, 0);
     assert_eq!(sent_to(&owner).await.len(), 1);
@@ -689,4 +701,246 @@ async fn a_notice_refused_for_good_is_given_up_not_retried_every_sweep() {
     .unwrap();
     assert_eq!(again, SweepReport::default(), "nothing pending");
     assert_eq!(calls.get("UpdateItem"), 0, "no claim: the notice is done");
+}
+
+#[tokio::test]
+async fn a_project_gets_at_most_its_daily_e_mails_the_rest_are_logged_not_sent() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let from = verified_sender().await;
+    let owners: Vec<String> = (0..3).map(|i| unique_address(&format!("cap{i}"))).collect();
+    let other = unique_address("other");
+    let mut capped = Vec::new();
+    for owner in &owners {
+        capped.push(
+            failing(
+                &stack,
+                "CAP",
+                body_with("Capped", &[owner]),
+                Some(at(now, -3 * DAY)),
+            )
+            .await,
+        );
+    }
+    failing(
+        &stack,
+        "OTHER",
+        body_with("Other", &[&other]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &from, &other)
+        .await
+        .with_daily_limit(2);
+
+    let report = sweeper.sweep(now, later()).await.unwrap();
+    assert_eq!(
+        (report.disabled, report.mailed, report.mail_over_limit),
+        (4, 3, 1),
+        "{report:?}"
+    );
+    let mut mailed = 0;
+    for owner in &owners {
+        mailed += sent_to(owner).await.len();
+    }
+    assert_eq!(mailed, 2, "two e-mails for CAP");
+    assert_eq!(
+        sent_to(&other).await.len(),
+        1,
+        "another project has its own count"
+    );
+    for hook in &capped {
+        assert_eq!(view(&stack, hook).await["status"], "disabled");
+    }
+    assert!(
+        stack.api.store.pending_notices().await.unwrap().is_empty(),
+        "the notice over the limit is settled, not retried every sweep"
+    );
+    let again = sweeper.sweep(at(now, 60), later()).await.unwrap();
+    assert_eq!(again, SweepReport::default());
+
+    // The next day, CAP's count starts again.
+    let tomorrow = at(now, DAY);
+    let owner = unique_address("tomorrow");
+    failing(
+        &stack,
+        "CAP",
+        body_with("Next day", &[&owner]),
+        Some(at(now, -2 * DAY)),
+    )
+    .await;
+    let next = sweeper.sweep(tomorrow, later()).await.unwrap();
+    assert_eq!(
+        (next.disabled, next.mailed, next.mail_over_limit),
+        (1, 1, 0)
+    );
+    assert_eq!(sent_to(&owner).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_sweeps_never_count_past_the_daily_limit() {
+    let stack = Stack::start().await;
+    let store = &stack.api.store;
+    let project = ProjectCode::parse("RACE").unwrap();
+    let expires = at(Timestamp::now(), DAY);
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, project) = (store.clone(), project.clone());
+        tries.spawn(async move { store.count_notice(&project, "2026-11-29", 3, expires).await });
+    }
+    let mut taken = 0;
+    while let Some(result) = tries.join_next().await {
+        taken += usize::from(result.unwrap().unwrap());
+    }
+    assert_eq!(taken, 3);
+    assert!(
+        !store
+            .count_notice(&project, "2026-11-29", 3, expires)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .count_notice(&project, "2026-11-30", 3, expires)
+            .await
+            .unwrap(),
+        "another day"
+    );
+    store.uncount_notice(&project, "2026-11-29").await.unwrap();
+    assert!(
+        store
+            .count_notice(&project, "2026-11-29", 3, expires)
+            .await
+            .unwrap(),
+        "a count given back can be taken again"
+    );
+}
+
+#[tokio::test]
+async fn the_failing_index_never_holds_a_secret() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let mut body = body_with("With secret", &[]);
+    body["secret"] = json!("index-must-not-hold-this");
+    let hook = failing(&stack, "SECRET", body, Some(at(now, -3 * DAY))).await;
+    assert!(hook.secret.is_some(), "the table holds it");
+    let store = &stack.api.store;
+    let raw = store
+        .client()
+        .query()
+        .table_name(store.table())
+        .index_name(shared::adapters::dynamo::schema::FAILING_INDEX)
+        .key_condition_expression("failing_pk = :p")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S("FAILING".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let items = raw.items.unwrap_or_default();
+    assert_eq!(items.len(), 1);
+    assert!(!items[0].contains_key("secret"), "{:?}", items[0].keys());
+    assert!(items[0].contains_key("title"));
+    let due = store.due(cutoff(now, DEFAULT_WINDOW)).await.unwrap();
+    assert_eq!(due.items.len(), 1);
+    assert_eq!(due.items[0].id, hook.id);
+    assert!(due.items[0].secret.is_none());
+}
+
+/// What the code logs while `run` runs on this thread, as JSON lines (the
+/// deployed functions' format).
+async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines(Arc::default());
+    let writer = lines.clone();
+    let subscriber = lambda_runtime::tracing::subscriber::fmt()
+        .json()
+        .with_max_level(lambda_runtime::tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = run.await;
+    drop(guard);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+#[tokio::test]
+async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secrets() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let title = "Tenant Title Zebra";
+    let (owner, ops) = (unique_address("logowner"), unique_address("logops"));
+    let mut body = body_with(title, &[&owner]);
+    body["secret"] = json!("log-secret-value-42");
+    let sent = failing(&stack, "LOGS", body.clone(), Some(at(now, -3 * DAY))).await;
+    let capped = failing(&stack, "LOGS", body.clone(), Some(at(now, -3 * DAY))).await;
+    let refused = failing_with_recipients(&stack, "LOGS2", &["refused-recipient-zz"]).await;
+    let unsent = failing(&stack, "LOGS3", body, Some(at(now, -3 * DAY))).await;
+
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &ops)
+        .await
+        .with_daily_limit(1);
+    let unverified = format!("unverified-{}@example.com", uuid::Uuid::new_v4());
+    let failing_mail = integration_tests::sweeper_over(
+        &stack.api.store,
+        NoticeSettings {
+            from: unverified.clone(),
+            default_to: ops.clone(),
+            ..NoticeSettings::default()
+        },
+    )
+    .await;
+    let ((unverified_run, verified_run), logs) = logged(async {
+        let unverified_run = failing_mail.sweep(now, later()).await.unwrap();
+        let verified_run = sweeper.sweep(at(now, 600), later()).await.unwrap();
+        (unverified_run, verified_run)
+    })
+    .await;
+    // The first sweep (unverified sender) disabled all four and mailed none;
+    // the second mailed LOGS once (the other notice was over the limit),
+    // fell back to the default recipient for LOGS2, and mailed LOGS3.
+    assert_eq!(
+        (unverified_run.disabled, unverified_run.mail_failures),
+        (4, 4),
+        "{unverified_run:?}"
+    );
+    assert_eq!(
+        (verified_run.mailed, verified_run.mail_over_limit),
+        (3, 1),
+        "{verified_run:?}"
+    );
+    for hook in [&sent, &capped, &refused, &unsent] {
+        assert!(
+            logs.contains(&hook.id.to_string()),
+            "{} not logged",
+            hook.id
+        );
+    }
+    assert!(logs.contains("recipients"), "{logs}");
+    for private in [
+        owner.as_str(),
+        ops.as_str(),
+        unverified.as_str(),
+        "refused-recipient-zz",
+        title,
+        "log-secret-value-42",
+    ] {
+        assert!(
+            !logs.contains(private),
+            "{private:?} is in the logs:\n{logs}"
+        );
+    }
 }

@@ -11,13 +11,13 @@ use aws_sdk_sqs::types::QueueAttributeName as Attr;
 use integration_tests::workspace_root;
 use serde_json::{Value, json};
 use shared::adapters::dynamo::schema::{
-    FAILING_INDEX, FAILING_SK,
-    attr::{FAILING_PK, PK, SK},
+    FAILING_INDEX, FAILING_INDEX_ATTRIBUTES, FAILING_SK,
+    attr::{EXPIRES_AT, FAILING_PK, PK, SECRET, SK},
 };
 use shared::adapters::sqs;
 use shared::config::Env;
 use shared::domain::delivery::DEFAULT_DEADLINE;
-use shared::domain::notice::DEFAULT_WINDOW;
+use shared::domain::notice::{DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW};
 
 /// The template as JSON, read by cfn-lint's loader (it knows the `!Ref` tags).
 fn template() -> Value {
@@ -97,16 +97,42 @@ async fn the_table_the_code_creates_is_the_templates_table() {
     );
     assert_eq!(index["KeySchema"][0]["AttributeName"], FAILING_PK);
     assert_eq!(index["KeySchema"][1]["AttributeName"], FAILING_SK);
+    let projection = created_index.projection().unwrap();
     assert_eq!(
         index["Projection"]["ProjectionType"],
-        created_index
-            .projection()
-            .unwrap()
-            .projection_type()
-            .unwrap()
-            .as_str()
+        projection.projection_type().unwrap().as_str()
     );
+    assert_eq!(index["Projection"]["ProjectionType"], "INCLUDE");
+    let declared: BTreeSet<&str> = index["Projection"]["NonKeyAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let created: BTreeSet<&str> = projection
+        .non_key_attributes()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(declared, created);
+    assert_eq!(declared, FAILING_INDEX_ATTRIBUTES.into_iter().collect());
+    assert!(!declared.contains(SECRET), "the index never holds a secret");
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+
+    let ttl = store
+        .client()
+        .describe_time_to_live()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(ttl.attribute_name(), Some(EXPIRES_AT));
+    assert_eq!(
+        table["TimeToLiveSpecification"],
+        json!({"AttributeName": EXPIRES_AT, "Enabled": true})
+    );
 }
 
 #[tokio::test]
@@ -388,6 +414,7 @@ fn every_functions_environment_satisfies_its_configuration() {
     let lookup = |k: &str| sweeper_env.get(k).cloned();
     let config = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(config.window, DEFAULT_WINDOW);
+    assert_eq!(config.notices_per_day, DEFAULT_NOTICES_PER_DAY);
 
     let functions: BTreeSet<&str> = t["Resources"]
         .as_object()
@@ -451,4 +478,318 @@ fn every_disable_after_the_template_admits_is_read_and_none_overflows() {
         let cutoff = shared::domain::notice::cutoff(now, config.window);
         assert!(cutoff <= now, "{admitted}");
     }
+}
+
+/// The template as CloudFormation deploys it: transformed by the SAM
+/// translator (the one `sam deploy` uses), with the code location `sam
+/// package` would fill in. Globals are merged into each function and every
+/// event source becomes its own resource, so wiring is checked where it lands.
+fn deployed() -> Value {
+    let root = workspace_root();
+    let script = r#"
+import json, sys
+from cfnlint.decode import cfn_yaml
+from samtranslator.translator.transform import transform
+class NoManagedPolicies:
+    def load(self):
+        return {}
+template = json.loads(json.dumps(cfn_yaml.load(sys.argv[1]), default=str))
+for resource in template["Resources"].values():
+    if resource["Type"] == "AWS::Serverless::Function":
+        resource["Properties"]["CodeUri"] = "s3://packaged/code.zip"
+print(json.dumps(transform(template, {}, NoManagedPolicies())))
+"#;
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", script])
+        .arg(root.join("template.yaml"))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The resources of one type, by logical id.
+fn of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "Ref": name })
+}
+
+/// Every `Ref` and `${Name}` of a JSON tree.
+fn references(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "Ref"
+                    && let Some(name) = value.as_str()
+                {
+                    out.insert(name.to_owned());
+                }
+                if key == "Fn::Sub" {
+                    let text = value.as_str().or_else(|| value[0].as_str()).unwrap_or("");
+                    for part in text.split("${").skip(1) {
+                        let name = part.split(['}', '.']).next().unwrap_or("");
+                        out.insert(name.to_owned());
+                    }
+                }
+                references(value, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references(item, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_parameter_is_used_by_the_deployed_stack() {
+    let t = template();
+    let mut used = BTreeSet::new();
+    for section in ["Globals", "Conditions", "Resources", "Outputs"] {
+        references(&t[section], &mut used);
+    }
+    for name in t["Parameters"].as_object().unwrap().keys() {
+        assert!(
+            used.contains(name),
+            "parameter {name} is referenced by nothing"
+        );
+    }
+}
+
+#[test]
+fn the_api_is_throttled_and_publishing_more_tightly() {
+    let t = template();
+    let d = deployed();
+    let stages = of_type(&d, "AWS::ApiGatewayV2::Stage");
+    assert_eq!(stages.len(), 1);
+    let stage = &stages[0].1["Properties"];
+    assert_eq!(
+        stage["DefaultRouteSettings"],
+        json!({
+            "ThrottlingRateLimit": reference("ApiThrottleRate"),
+            "ThrottlingBurstLimit": reference("ApiThrottleBurst"),
+        })
+    );
+    // The publish route exists as its own route (a route setting for a
+    // route that does not exist would fail the deployment) and is the path
+    // the API serves.
+    let route = "POST /projects/{project}/events";
+    assert_eq!(
+        stage["RouteSettings"][route],
+        json!({
+            "ThrottlingRateLimit": reference("PublishThrottleRate"),
+            "ThrottlingBurstLimit": reference("PublishThrottleBurst"),
+        })
+    );
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("functions/config-api/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(spec["paths"]["/projects/{project}/events"]["post"].is_object());
+    let publish =
+        &t["Resources"]["ConfigApiFunction"]["Properties"]["Events"]["Publish"]["Properties"];
+    assert_eq!(
+        (publish["Path"].as_str(), publish["Method"].as_str()),
+        (Some("/projects/{project}/events"), Some("POST"))
+    );
+    let p = &t["Parameters"];
+    let default = |name: &str| p[name]["Default"].as_u64().unwrap();
+    assert!(default("PublishThrottleRate") < default("ApiThrottleRate"));
+    assert!(default("PublishThrottleBurst") < default("ApiThrottleBurst"));
+    // Access logs go to a group with retention, and never carry headers
+    // (the bearer token) or bodies.
+    let format = stage["AccessLogSettings"]["Format"].as_str().unwrap();
+    assert!(
+        !format.contains("header") && !format.contains("Authorization"),
+        "{format}"
+    );
+    assert_eq!(
+        stage["AccessLogSettings"]["DestinationArn"],
+        json!({"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]})
+    );
+}
+
+#[test]
+fn the_sender_scales_to_a_bound_instead_of_reserving_concurrency() {
+    let t = template();
+    let d = deployed();
+    let mappings = of_type(&d, "AWS::Lambda::EventSourceMapping");
+    assert_eq!(mappings.len(), 1);
+    let mapping = &mappings[0].1["Properties"];
+    assert_eq!(mapping["FunctionName"], reference("SenderFunction"));
+    assert_eq!(
+        mapping["ScalingConfig"]["MaximumConcurrency"],
+        reference("SenderMaxConcurrency")
+    );
+    let param = &t["Parameters"]["SenderMaxConcurrency"];
+    // SQS allows 2 to 1000; the default leaves most of an account's default
+    // 1000 concurrent executions to everything else.
+    assert_eq!(
+        (param["MinValue"].as_u64(), param["MaxValue"].as_u64()),
+        (Some(2), Some(1000))
+    );
+    assert!(param["Default"].as_u64().unwrap() <= 50);
+    for (name, function) in of_type(&d, "AWS::Lambda::Function") {
+        assert!(
+            function["Properties"]
+                .get("ReservedConcurrentExecutions")
+                .is_none(),
+            "{name}: reserved concurrency throttles SQS messages into the dead-letter queue"
+        );
+    }
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_that_alarm_email_subscribes_to() {
+    let d = deployed();
+    let alarms = of_type(&d, "AWS::CloudWatch::Alarm");
+    let mut watched = BTreeSet::new();
+    for (name, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        assert_eq!(
+            p["AlarmActions"],
+            json!([reference("AlarmTopic")]),
+            "{name}"
+        );
+        assert_eq!(p["OKActions"], json!([reference("AlarmTopic")]), "{name}");
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+        let target = &p["Dimensions"][0]["Value"];
+        let target = target["Ref"]
+            .as_str()
+            .or_else(|| target["Fn::GetAtt"][0].as_str())
+            .unwrap();
+        watched.insert(format!("{}:{}", target, p["MetricName"].as_str().unwrap()));
+    }
+    let expected: BTreeSet<String> = [
+        "DeliveryDeadLetterQueue:ApproximateNumberOfMessagesVisible",
+        "DeliveryQueue:ApproximateAgeOfOldestMessage",
+        "ConfigApiFunction:Errors",
+        "ConfigApiFunction:Throttles",
+        "SenderFunction:Errors",
+        "SenderFunction:Throttles",
+        "SweeperFunction:Errors",
+        "SweeperFunction:Throttles",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(watched, expected);
+
+    let subscription = &d["Resources"]["AlarmEmailSubscription"];
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(
+        subscription["Properties"],
+        json!({"TopicArn": reference("AlarmTopic"), "Protocol": "email", "Endpoint": reference("AlarmEmail")})
+    );
+    assert_eq!(
+        d["Conditions"]["HasAlarmEmail"],
+        json!({"Fn::Not": [{"Fn::Equals": [reference("AlarmEmail"), ""]}]})
+    );
+    assert_eq!(template()["Parameters"]["AlarmEmail"]["Default"], "");
+    // A sweep that leaves e-mails unsent fails its invocation (so the
+    // sweeper's Errors alarm sees it) and is not retried at once.
+    let invoke = of_type(&d, "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(invoke.len(), 1);
+    assert_eq!(
+        invoke[0].1["Properties"]["FunctionName"],
+        reference("SweeperFunction")
+    );
+    assert_eq!(invoke[0].1["Properties"]["MaximumRetryAttempts"], 0);
+}
+
+#[test]
+fn stored_data_outlives_the_stack_and_logs_do_not_outlive_their_retention() {
+    let t = template();
+    for name in [
+        "WebhooksTable",
+        "AdminTokenSecret",
+        "DeliveryQueue",
+        "DeliveryDeadLetterQueue",
+    ] {
+        let r = &t["Resources"][name];
+        assert_eq!(r["DeletionPolicy"], "Retain", "{name}");
+        assert_eq!(r["UpdateReplacePolicy"], "Retain", "{name}");
+    }
+    assert_eq!(
+        resource(&t, "WebhooksTable")["DeletionProtectionEnabled"],
+        true
+    );
+
+    let d = deployed();
+    let groups: BTreeSet<String> = of_type(&d, "AWS::Logs::LogGroup")
+        .into_iter()
+        .map(|(name, group)| {
+            assert_eq!(
+                group["Properties"]["RetentionInDays"],
+                reference("LogRetentionDays"),
+                "{name}"
+            );
+            name.clone()
+        })
+        .collect();
+    let mut logged_to = BTreeSet::new();
+    for (name, function) in of_type(&d, "AWS::Lambda::Function") {
+        let logging = &function["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogFormat"], "JSON", "{name}");
+        let group = logging["LogGroup"]["Ref"].as_str().unwrap().to_owned();
+        assert!(groups.contains(&group), "{name} logs to {group}");
+        assert!(logged_to.insert(group), "{name} shares a log group");
+    }
+    assert_eq!(logged_to.len(), 3);
+    assert!(groups.contains("ApiAccessLogGroup"));
+    assert_eq!(t["Parameters"]["LogRetentionDays"]["Default"], 30);
+}
+
+#[test]
+fn tracing_is_off_unless_the_operator_turns_it_on() {
+    let t = template();
+    assert_eq!(t["Parameters"]["EnableTracing"]["Default"], "false");
+    assert_eq!(
+        t["Conditions"]["TracingOn"],
+        json!({"Fn::Equals": [reference("EnableTracing"), "true"]})
+    );
+    let d = deployed();
+    for (name, function) in of_type(&d, "AWS::Lambda::Function") {
+        assert_eq!(
+            function["Properties"]["TracingConfig"]["Mode"],
+            json!({"Fn::If": ["TracingOn", "Active", "PassThrough"]}),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_daily_e_mail_limit_reaches_the_sweeper() {
+    let t = template();
+    let param = &t["Parameters"]["NoticesPerProjectPerDay"];
+    assert_eq!(
+        param["Default"].as_u64(),
+        Some(u64::from(DEFAULT_NOTICES_PER_DAY))
+    );
+    assert_eq!(param["MinValue"], 1);
+    assert_eq!(
+        resource(&t, "SweeperFunction")["Environment"]["Variables"]["NOTICES_PER_PROJECT_PER_DAY"],
+        reference("NoticesPerProjectPerDay")
+    );
+    let vars = HashMap::from([
+        ("TABLE_NAME", "t".to_owned()),
+        ("MAIL_FROM", "a@example.com".to_owned()),
+        ("DEFAULT_NOTIFY_EMAIL", "b@example.com".to_owned()),
+        ("NOTICES_PER_PROJECT_PER_DAY", "3".to_owned()),
+    ]);
+    let lookup = |k: &str| vars.get(k).cloned();
+    let config = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(config.notices_per_day, 3);
 }

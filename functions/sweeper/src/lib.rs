@@ -14,7 +14,8 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use shared::config::{ConfigError, Env};
 use shared::domain::notice::{
-    DEFAULT_WINDOW, cutoff, disable_notice, disabled_reason, fallback_notice,
+    DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW, NOTICE_COUNT_KEPT, cutoff, disable_notice,
+    disabled_reason, fallback_notice, notice_day,
 };
 use shared::domain::{NoticeSettings, Timestamp, Webhook, WebhookId};
 use shared::ports::{MailError, Mailer, StoreError, SweepStore};
@@ -31,6 +32,8 @@ pub struct SweeperConfig {
     pub window: Duration,
     /// `MAIL_FROM`, `DEFAULT_NOTIFY_EMAIL`, `API_URL`, `SETTINGS_URL`.
     pub notice: NoticeSettings,
+    /// `NOTICES_PER_PROJECT_PER_DAY`, default 20.
+    pub notices_per_day: u32,
 }
 
 impl SweeperConfig {
@@ -43,6 +46,14 @@ impl SweeperConfig {
                 default_to: env.required("DEFAULT_NOTIFY_EMAIL")?,
                 api_url: env.optional("API_URL"),
                 settings_url: env.optional("SETTINGS_URL"),
+            },
+            notices_per_day: {
+                let default = DEFAULT_NOTICES_PER_DAY as usize;
+                let n = env.count("NOTICES_PER_PROJECT_PER_DAY", default)?;
+                u32::try_from(n).map_err(|_| ConfigError::Invalid {
+                    name: "NOTICES_PER_PROJECT_PER_DAY",
+                    reason: format!("at most {}", u32::MAX),
+                })?
             },
         })
     }
@@ -65,8 +76,28 @@ pub struct SweepReport {
     /// E-mails the mail service refused for good, to the webhook's
     /// recipients and to the default recipient: given up.
     pub mail_refused: usize,
+    /// E-mails not sent because their project had its day's worth already;
+    /// each is logged with its webhook id.
+    pub mail_over_limit: usize,
     /// The time budget ran out; the next sweep continues.
     pub out_of_time: bool,
+}
+
+/// A sweep that ran but left e-mails unsent (they stay pending): reported as
+/// the invocation's error, so that the sweeper's error alarm sees a mail
+/// service that fails every run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} disable e-mail(s) could not be sent; they stay pending for the next sweep")]
+pub struct MailsPending(pub usize);
+
+impl SweepReport {
+    /// `Err` when e-mails were left unsent.
+    pub fn into_result(self) -> Result<Self, MailsPending> {
+        match self.mail_failures {
+            0 => Ok(self),
+            n => Err(MailsPending(n)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -75,6 +106,7 @@ pub struct Sweeper<S, M> {
     mailer: M,
     window: Duration,
     notice: NoticeSettings,
+    notices_per_day: u32,
 }
 
 impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
@@ -84,7 +116,14 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             mailer,
             window,
             notice,
+            notices_per_day: DEFAULT_NOTICES_PER_DAY,
         }
+    }
+
+    /// At most `limit` e-mails per project per UTC day (default 20).
+    pub fn with_daily_limit(mut self, limit: u32) -> Self {
+        self.notices_per_day = limit;
+        self
     }
 
     /// A scheduled run, as of the wall clock. The event's `time` is only
@@ -152,14 +191,17 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             mailed = report.mailed,
             mail_failures = report.mail_failures,
             mail_refused = report.mail_refused,
+            mail_over_limit = report.mail_over_limit,
             out_of_time = report.out_of_time,
             "sweep finished"
         );
         Ok(report)
     }
 
-    /// Sends the disable e-mail once: claim it, send it, mark it sent, or
-    /// release it for the next sweep when the mail service fails. When the
+    /// Sends the disable e-mail once: claim it, count it against the
+    /// project's day (over the limit it is logged and not sent), send it,
+    /// mark it sent, or release it (and its count) for the next sweep when
+    /// the mail service fails. When the
     /// mail service refuses the webhook's recipients for good, the notice goes
     /// to the default recipient instead; refused again, it is given up (and
     /// logged), so a bad address never makes every sweep call SES again.
@@ -172,6 +214,24 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         let stale_before = cutoff(now, CLAIM_TTL);
         if !self.store.claim_notice(hook, now, stale_before).await? {
             return Ok(());
+        }
+        let day = notice_day(now);
+        let expires_at = Timestamp::from(now.as_datetime() + NOTICE_COUNT_KEPT);
+        let limit = self.notices_per_day;
+        if !self
+            .store
+            .count_notice(&hook.project, &day, limit, expires_at)
+            .await?
+        {
+            report.mail_over_limit += 1;
+            tracing::warn!(
+                project = %hook.project,
+                webhook_id = %hook.id,
+                limit,
+                day = %day,
+                "the project had its day's disable e-mails already; this notice is not sent"
+            );
+            return self.store.notice_sent(hook, now).await;
         }
         let mail = disable_notice(hook, &self.notice, self.window);
         let mut sent = self.mailer.send(&mail).await;
@@ -219,7 +279,8 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                     error = %shared::error_chain(&err),
                     "disable notice not sent; it stays pending"
                 );
-                self.store.release_notice(hook).await
+                self.store.release_notice(hook).await?;
+                self.store.uncount_notice(&hook.project, &day).await
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Lambda entry point, run by an EventBridge schedule. The sweep's `now` is
 //! the wall clock (the event's `time` is only logged); it stops taking new
-//! work 10 seconds before the invocation's deadline.
+//! work 10 seconds before the invocation's deadline. A sweep that left
+//! e-mails unsent ends in an error, which the sweeper's alarm counts.
 
 use std::time::{Duration, Instant};
 
@@ -23,14 +24,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         SesMailer::from_sdk(&sdk),
         config.window,
         config.notice,
-    );
+    )
+    .with_daily_limit(config.notices_per_day);
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
             let report = sweeper
                 .handle(&event.payload, stop_at(event.context.deadline))
                 .await?;
-            Ok::<_, lambda_runtime::Error>(report)
+            Ok::<_, lambda_runtime::Error>(report.into_result()?)
         },
     ))
     .await

@@ -9,19 +9,21 @@
 //! | webhook         | `PROJECT#<code>`  | `WEBHOOK#<id>`  | ids are UUIDv7: a Query lists in creation order |
 //! | project counter | `PROJECT#<code>`  | `PROJECT`       | `webhook_count`, kept in the same transaction as create/delete |
 //! | token           | `TOKEN#<id>`      | `TOKEN`         | the id is a prefix of the token's SHA-256: one GetItem per request |
+//! | e-mail count    | `PROJECT#<code>`  | `NOTICES#<day>` | auto-disable e-mails sent that UTC day; expires (`expires_at`, TTL) |
 //!
 //! The sparse global secondary index `failing` has partition key
 //! `failing_pk` and sort key `failing_since`. Only webhooks the sweeper has
 //! work for carry `failing_pk`: `FAILING` (enabled and failing), `DUE`
 //! (marked due at once by the sender) and `NOTICE` (auto-disabled, e-mail
 //! pending). "Failing since before T" is one Query over exactly those
-//! webhooks, never a Scan of the table.
+//! webhooks, never a Scan of the table. The index carries
+//! [`FAILING_INDEX_ATTRIBUTES`]: what the sweeper reads, never the secret.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +68,38 @@ pub mod attr {
     pub const WEBHOOK_COUNT: &str = "webhook_count";
     /// On a token item: hex SHA-256 of the token.
     pub const TOKEN_HASH: &str = "token_hash";
+
+    /// On an e-mail count item: e-mails counted that day.
+    pub const NOTICES_SENT: &str = "notices_sent";
+    /// The table's time-to-live attribute (Unix seconds): DynamoDB deletes
+    /// the item some time after.
+    pub const EXPIRES_AT: &str = "expires_at";
 }
+
+/// What the `failing` index carries besides the table's and its own keys:
+/// the webhook as the sweeper reads and e-mails it, without its secret and
+/// without the e-mail bookkeeping (the sweeper's writes condition on those
+/// in the table). `template.yaml` declares the same list (a test compares).
+pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
+    attr::ID,
+    attr::PROJECT,
+    attr::TITLE,
+    attr::ENDPOINT,
+    attr::EVENTS,
+    attr::ENABLED,
+    attr::NOTIFY_EMAILS,
+    attr::CREATED_AT,
+    attr::UPDATED_AT,
+    attr::LAST_FAILURE_AT,
+    attr::LAST_FAILURE_REASON,
+    attr::FAILURE_COUNT,
+    attr::DISABLED_AT,
+    attr::DISABLED_REASON,
+];
+
+/// The webhook attributes the `failing` index leaves out (besides its keys).
+pub const NOT_IN_FAILING_INDEX: [&str; 3] =
+    [attr::SECRET, attr::NOTICE_CLAIMED_AT, attr::NOTICE_SENT_AT];
 
 /// Every attribute a webhook item can carry.
 pub const WEBHOOK_ATTRIBUTES: [&str; 21] = [
@@ -129,6 +162,7 @@ pub const NOTICE_PARTITION: &str = "NOTICE";
 pub const WEBHOOK_SK_PREFIX: &str = "WEBHOOK#";
 pub const COUNTER_SK: &str = "PROJECT";
 pub const TOKEN_SK: &str = "TOKEN";
+pub const NOTICE_COUNT_SK_PREFIX: &str = "NOTICES#";
 
 pub fn project_pk(project: &ProjectCode) -> String {
     format!("PROJECT#{project}")
@@ -157,6 +191,14 @@ fn key(pk: String, sk: String) -> Item {
 /// The key of a webhook item.
 pub fn webhook_key(project: &ProjectCode, id: WebhookId) -> Item {
     key(project_pk(project), webhook_sk(id))
+}
+
+/// The key of a project's count of auto-disable e-mails on `day`.
+pub fn notice_count_key(project: &ProjectCode, day: &str) -> Item {
+    key(
+        project_pk(project),
+        format!("{NOTICE_COUNT_SK_PREFIX}{day}"),
+    )
 }
 
 /// The key of a project's counter item.
@@ -210,9 +252,9 @@ pub fn webhook_item(webhook: &Webhook) -> Result<Item, serde_dynamo::Error> {
     serde_dynamo::to_item(WebhookItem::new(webhook))
 }
 
-/// Creates the table with its keys and the `failing` index, on-demand
-/// billing: the definition `template.yaml` also declares (a test compares
-/// them). Used by tests and the local stack.
+/// Creates the table with its keys, the `failing` index and the
+/// time-to-live attribute, on-demand billing: the definition `template.yaml`
+/// also declares (a test compares them). Used by tests and the local stack.
 pub(super) async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -237,7 +279,8 @@ pub(super) async fn create_table(
         .key_schema(key(FAILING_SK, KeyType::Range)?)
         .projection(
             Projection::builder()
-                .projection_type(ProjectionType::All)
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(FAILING_INDEX_ATTRIBUTES.map(str::to_owned).to_vec()))
                 .build(),
         )
         .build()
@@ -253,6 +296,19 @@ pub(super) async fn create_table(
         .key_schema(key(attr::PK, KeyType::Hash)?)
         .key_schema(key(attr::SK, KeyType::Range)?)
         .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(attr::EXPIRES_AT)
+                .enabled(true)
+                .build()
+                .map_err(unavailable)?,
+        )
         .send()
         .await
         .map_err(unavailable)?;
@@ -322,6 +378,35 @@ mod tests {
         }
         let summary: BTreeSet<_> = FAILURE_SUMMARY.into_iter().collect();
         assert!(summary.is_subset(&FAILURE_STATE.into_iter().collect()));
+    }
+
+    #[test]
+    fn the_failing_index_leaves_out_the_secret_and_reads_back_as_a_webhook() {
+        let keys = [attr::PK, attr::SK, attr::FAILING_PK, FAILING_SK];
+        let mut classified: Vec<&str> = keys.to_vec();
+        classified.extend(FAILING_INDEX_ATTRIBUTES);
+        classified.extend(NOT_IN_FAILING_INDEX);
+        let classified_set: BTreeSet<&str> = classified.iter().copied().collect();
+        assert_eq!(
+            classified.len(),
+            classified_set.len(),
+            "a name is listed twice"
+        );
+        assert_eq!(
+            classified_set,
+            WEBHOOK_ATTRIBUTES.into_iter().collect::<BTreeSet<_>>(),
+            "every webhook attribute is projected or left out on purpose"
+        );
+        assert!(NOT_IN_FAILING_INDEX.contains(&attr::SECRET));
+
+        // An item as the index returns it reads back, without a secret.
+        let mut item = full_item();
+        item.retain(|name, _| {
+            keys.contains(&name.as_str()) || FAILING_INDEX_ATTRIBUTES.contains(&name.as_str())
+        });
+        let webhook = super::super::from_webhook_item(item).unwrap();
+        assert!(webhook.secret.is_none());
+        assert_eq!(webhook.notify_emails, ["a@example.com"]);
     }
 
     #[test]

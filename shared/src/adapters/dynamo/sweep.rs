@@ -5,11 +5,12 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::{
-    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, NOTICE_PARTITION, attr, s,
+    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, NOTICE_PARTITION, attr,
+    notice_count_key, s,
 };
 use super::update::Update;
-use super::{DynamoStore, from_webhook_item, to_value, unavailable};
-use crate::domain::{Timestamp, Webhook};
+use super::{DynamoStore, from_webhook_item, is_condition_failure, to_value, unavailable};
+use crate::domain::{ProjectCode, Timestamp, Webhook};
 use crate::ports::{Found, StoreError, SweepStore};
 
 impl DynamoStore {
@@ -67,6 +68,48 @@ impl DynamoStore {
             .await
             .map(|hook| hook.is_some())
     }
+
+    /// Runs an update of a project's e-mail count for `day`; `false` when its
+    /// condition did not hold.
+    async fn update_count(
+        &self,
+        project: &ProjectCode,
+        day: &str,
+        update: Update,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(notice_count_key(project, day)))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// The update `count_notice` makes: one more, only below the limit.
+fn count_update(limit: u32, expires_at: Timestamp) -> Update {
+    let mut update = Update::default();
+    let sent = update.name(attr::NOTICES_SENT);
+    update
+        .add(attr::NOTICES_SENT, ":one")
+        .set(
+            attr::EXPIRES_AT,
+            AttributeValue::N(expires_at.unix_seconds().to_string()),
+        )
+        .condition(format!("attribute_not_exists({sent}) OR {sent} < :limit"))
+        .value(":one", AttributeValue::N("1".into()))
+        .value(":limit", AttributeValue::N(limit.to_string()));
+    update
 }
 
 /// The update `disable` makes: only while still enabled and failing since
@@ -152,11 +195,52 @@ impl SweepStore for DynamoStore {
         update.remove(attr::NOTICE_CLAIMED_AT);
         self.update_notice(webhook, update).await.map(drop)
     }
+
+    async fn count_notice(
+        &self,
+        project: &ProjectCode,
+        day: &str,
+        limit: u32,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.update_count(project, day, count_update(limit, expires_at))
+            .await
+    }
+
+    async fn uncount_notice(&self, project: &ProjectCode, day: &str) -> Result<(), StoreError> {
+        let mut update = Update::default();
+        let sent = update.name(attr::NOTICES_SENT);
+        update
+            .add(attr::NOTICES_SENT, ":minus_one")
+            .condition(format!("{sent} > :zero"))
+            .value(":minus_one", AttributeValue::N("-1".into()))
+            .value(":zero", AttributeValue::N("0".into()));
+        self.update_count(project, day, update).await.map(drop)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_an_e_mail_holds_only_below_the_limit_and_sets_the_expiry() {
+        let at = Timestamp::parse("2026-12-01T00:00:00Z").unwrap();
+        let update = count_update(20, at);
+        assert_eq!(
+            update.condition_expression().as_deref(),
+            Some("(attribute_not_exists(#notices_sent) OR #notices_sent < :limit)")
+        );
+        assert_eq!(update.values[":limit"], AttributeValue::N("20".into()));
+        assert_eq!(
+            update.values[":expires_at"],
+            AttributeValue::N(at.unix_seconds().to_string())
+        );
+        assert_eq!(
+            update.expression(),
+            "SET #expires_at = :expires_at ADD #notices_sent :one"
+        );
+    }
 
     #[test]
     fn disabling_files_the_notice_only_while_still_failing_since_the_read() {
