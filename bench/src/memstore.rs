@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use shared::domain::{Timestamp, Webhook, WebhookId};
+use shared::domain::{SigningSecret, Timestamp, Webhook, WebhookId};
 use shared::ports::{DeliveryStore, StoreError, WebhookKey};
 
 #[derive(Debug, Default)]
@@ -60,5 +60,17 @@ impl DeliveryStore for MemoryStore {
             hook.failure_count = 0;
         }
         Ok(())
+    }
+
+    async fn assign_signing_secret(
+        &self,
+        webhook: &Webhook,
+        fresh: SigningSecret,
+    ) -> Result<SigningSecret, StoreError> {
+        let mut all = self.lock();
+        let stored = all
+            .get_mut(&(webhook.project.clone(), webhook.id))
+            .ok_or(StoreError::NotFound)?;
+        Ok(stored.signing_secret.get_or_insert(fresh).clone())
     }
 }

@@ -14,7 +14,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::validation::{integer, integer_or_null, not_null};
-use super::{EventName, FieldError, ProjectCode, Timestamp, Webhook, WebhookId};
+use super::{EventName, FieldError, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
 
 /// Largest envelope accepted for publishing. The SQS message carrying it adds
 /// a few hundred bytes and stays well inside the queue's 1 MiB limit.
@@ -256,6 +256,14 @@ pub const SECRET_HEADER: &str = "X-Qase-Secret";
 pub const DELIVERY_ID_HEADER: &str = "X-Qase-Delivery-Id";
 /// The event name, so receivers can route without parsing the body.
 pub const EVENT_HEADER: &str = "X-Qase-Event";
+/// Standard Webhooks: the event's id, the same for every attempt of it (a
+/// receiver de-duplicates on it).
+pub const WEBHOOK_ID_HEADER: &str = "webhook-id";
+/// Standard Webhooks: the attempt's Unix seconds, signed with the body.
+pub const WEBHOOK_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+/// Standard Webhooks: `v1,<signature>`, one per signing secret in use,
+/// space-separated.
+pub const WEBHOOK_SIGNATURE_HEADER: &str = "webhook-signature";
 
 /// One request header of a dispatch.
 #[derive(Clone, PartialEq, Eq)]
@@ -302,10 +310,28 @@ fn header_safe(value: &str) -> bool {
         .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-/// Builds the request for one eligible delivery. The envelope is moved into
-/// the body, not copied. Refuses a secret that cannot be a header value
-/// (validation admits none; a webhook is never sent without its secret).
-pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, FailureReason> {
+/// Builds the request for one eligible delivery, signed with `signing` (and
+/// with the webhook's previous signing secret while a rotation overlaps) as
+/// of `now`. The envelope is moved into the body, not copied. Refuses a
+/// secret that cannot be a header value (validation admits none; a webhook
+/// is never sent without its secret) and a signing secret that cannot sign.
+pub fn prepare(
+    webhook: &Webhook,
+    signing: &SigningSecret,
+    message: DeliveryMessage,
+    now: Timestamp,
+) -> Result<Dispatch, FailureReason> {
+    let body = String::from(Box::<str>::from(message.envelope));
+    let webhook_id = message.event_id.to_string();
+    let timestamp = now.unix_seconds();
+    let mut signatures = Vec::with_capacity(2);
+    for secret in std::iter::once(signing).chain(webhook.previous_signing(signing, now)) {
+        signatures.push(
+            secret
+                .sign(&webhook_id, timestamp, &body)
+                .ok_or(FailureReason::BadSigningSecret)?,
+        );
+    }
     let mut headers = vec![
         Header {
             name: "Content-Type",
@@ -327,6 +353,21 @@ pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, 
             value: Cow::Borrowed(message.event_name.as_str()),
             sensitive: false,
         },
+        Header {
+            name: WEBHOOK_ID_HEADER,
+            value: Cow::Owned(webhook_id),
+            sensitive: false,
+        },
+        Header {
+            name: WEBHOOK_TIMESTAMP_HEADER,
+            value: Cow::Owned(timestamp.to_string()),
+            sensitive: false,
+        },
+        Header {
+            name: WEBHOOK_SIGNATURE_HEADER,
+            value: Cow::Owned(signatures.join(" ")),
+            sensitive: false,
+        },
     ];
     if let Some(secret) = &webhook.secret {
         if !header_safe(secret.expose()) {
@@ -341,7 +382,7 @@ pub fn prepare(webhook: &Webhook, message: DeliveryMessage) -> Result<Dispatch, 
     Ok(Dispatch {
         endpoint: webhook.endpoint.clone(),
         headers,
-        body: String::from(Box::<str>::from(message.envelope)),
+        body,
     })
 }
 
@@ -357,6 +398,8 @@ pub enum FailureReason {
     Connection,
     /// The stored secret cannot be sent as a header value.
     UnsendableSecret,
+    /// The stored signing secret is not `whsec_` and base64.
+    BadSigningSecret,
 }
 
 impl fmt::Display for FailureReason {
@@ -378,6 +421,7 @@ impl fmt::Display for FailureReason {
             FailureReason::UnsendableSecret => {
                 f.write_str("the secret cannot be sent as a header value")
             }
+            FailureReason::BadSigningSecret => f.write_str("the signing secret cannot sign"),
         }
     }
 }
@@ -766,6 +810,14 @@ mod tests {
         assert!(!due(false));
     }
 
+    fn signing() -> SigningSecret {
+        SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+    }
+
+    fn at(raw: &str) -> Timestamp {
+        Timestamp::parse(raw).unwrap()
+    }
+
     fn message_for(hook: &Webhook) -> DeliveryMessage {
         let event = input(r#"{"event_name":"run.completed","payload":{"id":1}}"#)
             .validate(project(), Timestamp::now())
@@ -778,7 +830,7 @@ mod tests {
         let hook = webhook();
         let message = message_for(&hook);
         let (id, envelope) = (message.delivery_id, message.envelope.get().to_owned());
-        let dispatch = prepare(&hook, message).unwrap();
+        let dispatch = prepare(&hook, &signing(), message, Timestamp::now()).unwrap();
         assert_eq!(dispatch.endpoint, hook.endpoint);
         assert_eq!(dispatch.body, envelope);
         assert_eq!(dispatch.header("content-type"), Some("application/json"));
@@ -790,14 +842,78 @@ mod tests {
         );
         assert_eq!(dispatch.header(EVENT_HEADER), Some("run.completed"));
         assert_eq!(dispatch.header(SECRET_HEADER), None);
-        assert_eq!(dispatch.headers.len(), 4);
+        assert_eq!(dispatch.headers.len(), 7);
+    }
+
+    #[test]
+    fn a_dispatch_is_signed_over_the_exact_body_as_standard_webhooks_describes() {
+        let hook = webhook();
+        let message = message_for(&hook);
+        let event_id = message.event_id.to_string();
+        let now = at("2026-11-29T12:00:00Z");
+        let dispatch = prepare(&hook, &signing(), message, now).unwrap();
+        assert_eq!(dispatch.header(WEBHOOK_ID_HEADER), Some(event_id.as_str()));
+        assert_eq!(
+            dispatch.header(WEBHOOK_TIMESTAMP_HEADER),
+            Some("1795953600")
+        );
+        let expected = signing()
+            .sign(&event_id, 1795953600, &dispatch.body)
+            .unwrap();
+        assert_eq!(
+            dispatch.header(WEBHOOK_SIGNATURE_HEADER),
+            Some(expected.as_str())
+        );
+        assert!(expected.starts_with("v1,"));
+    }
+
+    #[test]
+    fn during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one() {
+        let mut hook = webhook();
+        let new = SigningSecret::generate().unwrap();
+        hook.previous_signing_secret = Some(signing());
+        hook.previous_signing_until = Some(at("2026-11-30T12:00:00Z"));
+        let sigs = |hook: &Webhook, now: &str| {
+            let message = message_for(hook);
+            let id = message.event_id.to_string();
+            let d = prepare(hook, &new, message, at(now)).unwrap();
+            let ts = d.header(WEBHOOK_TIMESTAMP_HEADER).unwrap().parse().unwrap();
+            let expect = |s: &SigningSecret| s.sign(&id, ts, &d.body).unwrap();
+            (
+                d.header(WEBHOOK_SIGNATURE_HEADER).unwrap().to_owned(),
+                expect(&new),
+                expect(&signing()),
+            )
+        };
+        let (during, new_sig, old_sig) = sigs(&hook, "2026-11-30T11:59:59Z");
+        assert_eq!(during, format!("{new_sig} {old_sig}"));
+        let (after, new_sig, _) = sigs(&hook, "2026-11-30T12:00:00Z");
+        assert_eq!(after, new_sig, "the overlap has ended");
+        // A previous secret equal to the current one signs once.
+        hook.previous_signing_secret = Some(new.clone());
+        let (same, new_sig, _) = sigs(&hook, "2026-11-29T00:00:00Z");
+        assert_eq!(same, new_sig);
+    }
+
+    #[test]
+    fn a_signing_secret_that_cannot_sign_sends_nothing() {
+        let hook = webhook();
+        let broken: SigningSecret = serde_json::from_str(r#""whsec_%%%""#).unwrap();
+        assert_eq!(
+            prepare(&hook, &broken, message_for(&hook), Timestamp::now()).unwrap_err(),
+            FailureReason::BadSigningSecret
+        );
+        assert_eq!(
+            FailureReason::BadSigningSecret.to_string(),
+            "the signing secret cannot sign"
+        );
     }
 
     #[test]
     fn the_secret_travels_as_a_sensitive_header_and_never_in_debug_output() {
         let mut hook = webhook();
         hook.secret = Some(crate::Secret::new("s3cret value".into()));
-        let dispatch = prepare(&hook, message_for(&hook)).unwrap();
+        let dispatch = prepare(&hook, &signing(), message_for(&hook), Timestamp::now()).unwrap();
         assert_eq!(dispatch.header("x-qase-secret"), Some("s3cret value"));
         let secret = dispatch
             .headers
@@ -817,14 +933,14 @@ mod tests {
             let mut hook = webhook();
             hook.secret = Some(crate::Secret::new(bad.into()));
             assert_eq!(
-                prepare(&hook, message_for(&hook)).unwrap_err(),
+                prepare(&hook, &signing(), message_for(&hook), Timestamp::now()).unwrap_err(),
                 FailureReason::UnsendableSecret,
                 "{bad:?}"
             );
         }
         let mut hook = webhook();
         hook.secret = Some(crate::Secret::new("tab\tinside ~".into()));
-        assert!(prepare(&hook, message_for(&hook)).is_ok());
+        assert!(prepare(&hook, &signing(), message_for(&hook), Timestamp::now()).is_ok());
     }
 
     #[test]

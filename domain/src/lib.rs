@@ -19,7 +19,7 @@ pub use delivery::{
 };
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
-pub use secret::Secret;
+pub use secret::{Secret, SigningSecret};
 pub use time::Timestamp;
 pub use token::{ApiToken, TokenHash, TokenId, TokenRecord};
 pub use validation::FieldError;

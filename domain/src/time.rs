@@ -20,6 +20,14 @@ impl Timestamp {
         self.0
     }
 
+    /// `d` later; the latest representable instant if that is beyond it.
+    pub fn after(&self, d: std::time::Duration) -> Self {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| self.0.checked_add_signed(d))
+            .map_or(Self(DateTime::<Utc>::MAX_UTC), Self)
+    }
+
     pub fn unix_seconds(&self) -> i64 {
         self.0.timestamp()
     }
@@ -61,6 +69,17 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_adds_and_saturates_instead_of_overflowing() {
+        let t = Timestamp::parse("2026-11-29T12:00:00Z").unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(t.after(day).to_string(), "2026-11-30T12:00:00.000Z");
+        assert_eq!(t.after(std::time::Duration::ZERO), t);
+        let far = t.after(std::time::Duration::from_secs(u64::MAX));
+        assert_eq!(far, Timestamp(DateTime::<Utc>::MAX_UTC));
+        assert!(far > t.after(day));
+    }
 
     #[test]
     fn unix_seconds_count_from_1970() {

@@ -25,6 +25,12 @@ pub struct ApiToken(String);
 #[error("could not gather randomness for a token")]
 pub struct RandomnessUnavailable(#[source] getrandom::Error);
 
+impl RandomnessUnavailable {
+    pub(crate) fn new(err: getrandom::Error) -> Self {
+        Self(err)
+    }
+}
+
 impl ApiToken {
     /// A new token: 256 random bits, URL-safe.
     pub fn generate() -> Result<Self, RandomnessUnavailable> {

@@ -10,7 +10,7 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use super::validation::not_null;
-use super::{AddressPolicy, EventName, FieldError, ProjectCode, Secret, Timestamp};
+use super::{AddressPolicy, EventName, FieldError, ProjectCode, Secret, SigningSecret, Timestamp};
 
 /// A project holds at most this many webhooks.
 pub const MAX_WEBHOOKS_PER_PROJECT: u32 = 100;
@@ -91,9 +91,32 @@ pub struct Webhook {
     pub disabled_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// Signs every delivery. `None` only on a webhook stored before
+    /// deliveries were signed: it gets one at its first delivery or read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SigningSecret>,
+    /// The signing secret before the last rotation, which still signs
+    /// deliveries (beside the new one) until `previous_signing_until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret: Option<SigningSecret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_until: Option<Timestamp>,
 }
 
 impl Webhook {
+    /// The previous signing secret while it still signs at `now`, unless it
+    /// is `current` itself.
+    pub fn previous_signing(
+        &self,
+        current: &SigningSecret,
+        now: Timestamp,
+    ) -> Option<&SigningSecret> {
+        let until = self.previous_signing_until?;
+        self.previous_signing_secret
+            .as_ref()
+            .filter(|previous| now < until && *previous != current)
+    }
+
     pub fn status(&self) -> Status {
         if !self.enabled {
             Status::Disabled
@@ -184,6 +207,9 @@ impl NewWebhook {
             failure_count: 0,
             disabled_at: None,
             disabled_reason: None,
+            signing_secret: None,
+            previous_signing_secret: None,
+            previous_signing_until: None,
         }
     }
 }

@@ -161,6 +161,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             queue_url: resources.queue_url.clone(),
             admin_token: config_api::AdminTokenSource::Secret(resources.admin_secret_arn.clone()),
             endpoint_rules: local_rules(),
+            signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         },
     )
     .await?;

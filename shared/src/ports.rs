@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use crate::domain::{
-    Mail, ProjectCode, Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges,
-    WebhookId,
+    Mail, ProjectCode, SigningSecret, Timestamp, TokenHash, TokenId, TokenRecord, Webhook,
+    WebhookChanges, WebhookId,
 };
 
 /// Why a storage call did not do what was asked.
@@ -76,6 +76,26 @@ pub trait WebhookStore: Send + Sync {
         project: &ProjectCode,
         id: WebhookId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The webhook's signing secret; one stored before deliveries were signed
+    /// gets `fresh` (unless a concurrent write gave it one first). `None`
+    /// when there is no such webhook.
+    fn signing_secret(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        fresh: SigningSecret,
+    ) -> impl Future<Output = Result<Option<SigningSecret>, StoreError>> + Send;
+
+    /// Makes `new` the signing secret; the one it replaces keeps signing
+    /// beside it until `overlap_until`. `None` when there is no such webhook.
+    fn rotate_signing_secret(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        new: SigningSecret,
+        overlap_until: Timestamp,
+    ) -> impl Future<Output = Result<Option<SigningSecret>, StoreError>> + Send;
 }
 
 /// Project tokens, stored as hashes.
@@ -129,6 +149,15 @@ pub trait DeliveryStore: Send + Sync {
         &self,
         webhook: &Webhook,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The signing secret of a webhook stored before deliveries were signed:
+    /// `fresh`, stored, unless a concurrent write gave it one first (then
+    /// that one). Deliveries are never sent unsigned.
+    fn assign_signing_secret(
+        &self,
+        webhook: &Webhook,
+        fresh: SigningSecret,
+    ) -> impl Future<Output = Result<SigningSecret, StoreError>> + Send;
 }
 
 /// Some messages could not be queued.

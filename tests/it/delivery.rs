@@ -542,6 +542,14 @@ impl shared::ports::DeliveryStore for HangingWrites {
     ) -> Result<(), shared::ports::StoreError> {
         self.0.record_recovery(webhook).await
     }
+
+    async fn assign_signing_secret(
+        &self,
+        webhook: &shared::domain::Webhook,
+        fresh: shared::domain::SigningSecret,
+    ) -> Result<shared::domain::SigningSecret, shared::ports::StoreError> {
+        self.0.assign_signing_secret(webhook, fresh).await
+    }
 }
 
 #[tokio::test]

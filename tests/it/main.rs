@@ -8,6 +8,7 @@ mod config_api;
 mod delivery;
 mod events;
 mod openapi;
+mod signing;
 mod store;
 mod sweeper;
 mod template;

@@ -72,7 +72,7 @@ async fn every_documented_operation_answers_a_documented_status() {
     }
     // Deletions last, so every other operation still finds its target.
     operations.sort_by_key(|(_, method, _)| method == "DELETE");
-    assert_eq!(operations.len(), 10);
+    assert_eq!(operations.len(), 12);
     for (template, method, op) in operations {
         let id = if template.contains("tokens") {
             &token["id"]
@@ -131,10 +131,38 @@ async fn undocumented_methods_are_405_with_the_documented_allow() {
 async fn documented_shapes_match_what_the_api_sends() {
     let api = Api::start().await;
     let spec = spec();
-    let hook = api.create_webhook("DEMO", webhook_body("shape")).await;
+    let created = api
+        .admin(
+            "POST",
+            "/projects/DEMO/webhooks",
+            Some(webhook_body("shape")),
+        )
+        .await
+        .body;
+    let schema_created = schema(&spec, "CreatedWebhook");
+    assert_eq!(keys(&schema_created["properties"]), keys(&created));
+    assert_eq!(strings(&schema_created["required"]), keys(&created));
+    // Read back, the webhook is the same without its signing secret.
+    let id = created["id"].as_str().unwrap();
+    let hook = api
+        .admin("GET", &format!("/projects/DEMO/webhooks/{id}"), None)
+        .await
+        .body;
     let webhook = schema(&spec, "Webhook");
     assert_eq!(keys(&webhook["properties"]), keys(&hook));
     assert_eq!(strings(&webhook["required"]), keys(&hook));
+    let mut without = keys(&created);
+    without.remove("signing_secret");
+    assert_eq!(without, keys(&hook));
+    let secret_path = format!("/projects/DEMO/webhooks/{id}/signing-secret");
+    let read = api.admin("GET", &secret_path, None).await.body;
+    let signing = schema(&spec, "SigningSecret");
+    assert_eq!(strings(&signing["required"]), keys(&read));
+    let rotated = api
+        .admin("POST", &format!("{secret_path}/rotate"), None)
+        .await
+        .body;
+    assert_eq!(keys(&signing["properties"]), keys(&rotated));
 
     let list = api.admin("GET", "/projects/DEMO/webhooks", None).await.body;
     assert_eq!(

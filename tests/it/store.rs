@@ -115,6 +115,7 @@ async fn the_admin_token_is_read_from_secrets_manager() {
         queue_url: queue_url.clone(),
         admin_token: AdminTokenSource::Secret(secret.arn().unwrap().to_owned()),
         endpoint_rules: EndpointRules::default(),
+        signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
     };
     let api = Api {
         router: config_api::app(&sdk, config).await.unwrap(),
@@ -144,6 +145,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         queue_url: "unused".into(),
         admin_token: AdminTokenSource::Secret("no-such-secret".into()),
         endpoint_rules: EndpointRules::default(),
+        signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
     };
     let err = config_api::app(&sdk, missing).await.unwrap_err();
     assert!(err.to_string().contains("admin token"), "{err}");
@@ -152,6 +154,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         queue_url: "unused".into(),
         admin_token: AdminTokenSource::Plain(shared::domain::ApiToken::presented("short")),
         endpoint_rules: EndpointRules::default(),
+        signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
     };
     let err = config_api::app(&sdk, weak).await.unwrap_err();
     assert!(

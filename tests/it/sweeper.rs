@@ -848,35 +848,6 @@ async fn the_failing_index_never_holds_a_secret() {
     assert!(due.items[0].secret.is_none());
 }
 
-/// What the code logs while `run` runs on this thread, as JSON lines (the
-/// deployed functions' format).
-async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let lines = Lines(Arc::default());
-    let writer = lines.clone();
-    let subscriber = lambda_runtime::tracing::subscriber::fmt()
-        .json()
-        .with_max_level(lambda_runtime::tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let out = run.await;
-    drop(guard);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    (out, text)
-}
-
 #[tokio::test]
 async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secrets() {
     let stack = Stack::start().await;
@@ -903,7 +874,7 @@ async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secret
         },
     )
     .await;
-    let ((unverified_run, verified_run), logs) = logged(async {
+    let ((unverified_run, verified_run), logs) = integration_tests::logged(async {
         let unverified_run = failing_mail.sweep(now, later()).await.unwrap();
         let verified_run = sweeper.sweep(at(now, 600), later()).await.unwrap();
         (unverified_run, verified_run)

@@ -395,6 +395,7 @@ fn every_functions_environment_satisfies_its_configuration() {
         matches!(config.admin_token, config_api::AdminTokenSource::Secret(_)),
         "deployed, the admin token comes from the secret"
     );
+    assert_eq!(config.signing_overlap, config_api::DEFAULT_SIGNING_OVERLAP);
     assert!(
         !config.endpoint_rules.allow_http
             && config.endpoint_rules.addresses.allow_list().is_empty()

@@ -139,6 +139,7 @@ pub mod api {
                 queue_url: queue_url.clone(),
                 admin_token: AdminTokenSource::Plain(ApiToken::presented(admin)),
                 endpoint_rules: rules,
+                signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
             };
             let router = config_api::app(&super::sdk_config().await, config)
                 .await
@@ -213,6 +214,7 @@ pub mod api {
                 queue,
                 config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
                 local_stack::local_rules(),
+                config_api::DEFAULT_SIGNING_OVERLAP,
             );
             Self {
                 router: config_api::router(state),
@@ -239,13 +241,26 @@ pub mod api {
             reply.body["token"].as_str().unwrap().to_owned()
         }
 
-        /// Creates a webhook with the admin token; returns its JSON.
+        /// Creates a webhook with the admin token; returns its JSON as the
+        /// other routes show it (without the signing secret, which only the
+        /// create response carries).
         pub async fn create_webhook(&self, project: &str, body: Value) -> Value {
+            self.create_signed_webhook(project, body).await.0
+        }
+
+        /// Creates a webhook; returns its JSON and its signing secret.
+        pub async fn create_signed_webhook(&self, project: &str, body: Value) -> (Value, String) {
             let reply = self
                 .admin("POST", &format!("/projects/{project}/webhooks"), Some(body))
                 .await;
             assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-            reply.body
+            let mut webhook = reply.body;
+            let secret = webhook
+                .as_object_mut()
+                .and_then(|fields| fields.remove("signing_secret"))
+                .and_then(|secret| secret.as_str().map(str::to_owned))
+                .expect("the create response carries the signing secret");
+            (webhook, secret)
         }
     }
 
@@ -463,4 +478,73 @@ pub async fn sweeper_over(
 /// The end of a sender invocation that starts now, as Lambda would set it.
 pub fn sender_deadline() -> std::time::Instant {
     std::time::Instant::now() + sender::FUNCTION_TIMEOUT
+}
+
+/// The Standard Webhooks reference library (Python `standardwebhooks`,
+/// pinned in requirements-dev.txt): whether it accepts a request signed for
+/// `secret`. `Err` carries the library's reason.
+pub fn standard_webhooks_verify(
+    secret: &str,
+    body: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+request = json.load(sys.stdin)
+try:
+    Webhook(request["secret"]).verify(request["body"], request["headers"])
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(1)
+"#;
+    let mut child = std::process::Command::new(workspace_root().join(".venv/bin/python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the reference library");
+    let request = serde_json::json!({"secret": secret, "body": body, "headers": headers});
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write the request");
+    let out = child.wait_with_output().expect("the reference library");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// What the code logs while `run` runs on this thread, as JSON lines (the
+/// deployed functions' format).
+pub async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines(Arc::default());
+    let writer = lines.clone();
+    let subscriber = lambda_runtime::tracing::subscriber::fmt()
+        .json()
+        .with_max_level(lambda_runtime::tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = run.await;
+    drop(guard);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    (out, text)
 }

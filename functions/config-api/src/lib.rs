@@ -4,7 +4,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -39,6 +39,9 @@ impl<T: WebhookStore + TokenStore + 'static> Store for T {}
 pub trait Queue: DeliveryQueue + 'static {}
 impl<T: DeliveryQueue + 'static> Queue for T {}
 
+/// How long a replaced signing secret keeps signing, by default.
+pub const DEFAULT_SIGNING_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
 /// Shared by every request; cheap to clone.
 #[derive(Debug)]
 pub struct AppState<S, Q>(Arc<Inner<S, Q>>);
@@ -49,6 +52,8 @@ pub struct Inner<S, Q> {
     pub queue: Q,
     pub admin: AdminToken,
     pub rules: EndpointRules,
+    /// How long a replaced signing secret keeps signing.
+    pub signing_overlap: Duration,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -65,12 +70,19 @@ impl<S, Q> Deref for AppState<S, Q> {
 }
 
 impl<S, Q> AppState<S, Q> {
-    pub fn new(store: S, queue: Q, admin: AdminToken, rules: EndpointRules) -> Self {
+    pub fn new(
+        store: S,
+        queue: Q,
+        admin: AdminToken,
+        rules: EndpointRules,
+        signing_overlap: Duration,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             queue,
             admin,
             rules,
+            signing_overlap,
         }))
     }
 }
@@ -88,6 +100,14 @@ pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
             get(webhooks::read::<S, Q>)
                 .patch(webhooks::update::<S, Q>)
                 .delete(webhooks::delete::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/signing-secret",
+            get(webhooks::signing_secret::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/signing-secret/rotate",
+            post(webhooks::rotate_signing_secret::<S, Q>),
         )
         .route("/projects/{project}/events", post(events::publish::<S, Q>))
         .route("/projects/{project}/tokens", post(tokens::mint::<S, Q>))
@@ -144,6 +164,8 @@ pub struct ApiConfig {
     pub queue_url: String,
     pub admin_token: AdminTokenSource,
     pub endpoint_rules: EndpointRules,
+    /// `SIGNING_SECRET_OVERLAP`, default 24 hours.
+    pub signing_overlap: Duration,
 }
 
 impl ApiConfig {
@@ -163,6 +185,7 @@ impl ApiConfig {
             queue_url: env.required("DELIVERY_QUEUE_URL")?,
             admin_token,
             endpoint_rules: env.endpoint_rules()?,
+            signing_overlap: env.duration("SIGNING_SECRET_OVERLAP", DEFAULT_SIGNING_OVERLAP)?,
         })
     }
 }
@@ -195,5 +218,6 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
         queue,
         AdminToken::new(&admin),
         config.endpoint_rules,
+        config.signing_overlap,
     )))
 }

@@ -1,5 +1,6 @@
 //! What the API shows of a webhook: everything but the secret, which is
-//! write-only and shown only as `has_secret`.
+//! write-only and shown only as `has_secret`, and the signing secret, shown
+//! only by create and by its own routes.
 
 use serde::Serialize;
 use shared::domain::{EventName, ProjectCode, Status, Timestamp, Webhook, WebhookId};
@@ -54,4 +55,21 @@ pub struct WebhookList {
     pub webhooks: Vec<WebhookView>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// The create response: the webhook and, this once, its signing secret.
+#[derive(Debug, Serialize)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    pub signing_secret: String,
+}
+
+/// `GET .../signing-secret` and its rotation.
+#[derive(Debug, Serialize)]
+pub struct SigningSecretView {
+    pub signing_secret: String,
+    /// After a rotation: until when the replaced secret still signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<Timestamp>,
 }

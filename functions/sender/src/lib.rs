@@ -7,6 +7,7 @@
 //! failures are acknowledged (Qase does not retry); only internal faults before
 //! a POST come back, for SQS to retry and finally dead-letter.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,8 @@ use shared::domain::delivery::{
     DEFAULT_DEADLINE, RECORD_MARGIN, decide, eligible, may_start, prepare,
 };
 use shared::domain::{
-    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, Timestamp, Verdict, Webhook,
+    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, SigningSecret, Timestamp, Verdict,
+    Webhook,
 };
 use shared::ports::{DeliveryStore, StoreError, WebhookKey};
 use tokio::time::timeout_at;
@@ -154,6 +156,16 @@ impl<S: DeliveryStore> Sender<S> {
             Ok(webhook) => webhook,
             Err(skip) => return unsent(&message, Verdict::Skipped(skip)),
         };
+        let signing = match &webhook.signing_secret {
+            Some(secret) => Cow::Borrowed(secret),
+            None => match self.assign_signing_secret(webhook, ends).await {
+                Ok(secret) => Cow::Owned(secret),
+                Err(err) => {
+                    tracing::error!(delivery_id = %message.delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&*err), "could not give the webhook a signing secret; returned to the queue");
+                    return unsent(&message, Verdict::Returned(Fault::StoreUnavailable));
+                }
+            },
+        };
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
             return unsent(&message, Verdict::Returned(Fault::OutOfTime));
@@ -163,7 +175,7 @@ impl<S: DeliveryStore> Sender<S> {
             message.project.clone(),
             message.event_name,
         );
-        let outcome = match prepare(webhook, message) {
+        let outcome = match prepare(webhook, &signing, message, Timestamp::now()) {
             Ok(dispatch) => self.http.send(dispatch).await,
             Err(reason) => Outcome::Failed { reason },
         };
@@ -207,6 +219,18 @@ impl<S: DeliveryStore> Sender<S> {
 }
 
 impl<S: DeliveryStore> Sender<S> {
+    /// A signing secret for a webhook stored before deliveries were signed,
+    /// stored before the first signed delivery; bounded by the invocation.
+    async fn assign_signing_secret(
+        &self,
+        webhook: &Webhook,
+        ends: Instant,
+    ) -> Result<SigningSecret, Box<dyn std::error::Error + Send + Sync>> {
+        let fresh = SigningSecret::generate()?;
+        let by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
+        Ok(timeout_at(by.into(), self.store.assign_signing_secret(webhook, fresh)).await??)
+    }
+
     async fn record(&self, webhook: &Webhook, record: Record) -> Result<(), StoreError> {
         match record {
             Record::Nothing => Ok(()),

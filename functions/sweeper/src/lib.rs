@@ -216,7 +216,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             return Ok(());
         }
         let day = notice_day(now);
-        let expires_at = Timestamp::from(now.as_datetime() + NOTICE_COUNT_KEPT);
+        let expires_at = now.after(NOTICE_COUNT_KEPT);
         let limit = self.notices_per_day;
         if !self
             .store

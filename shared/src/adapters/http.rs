@@ -212,7 +212,8 @@ mod tests {
                 .validate(project, Timestamp::now())
                 .unwrap();
         let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
-        let dispatch = prepare(&hook, message).unwrap();
+        let signing = crate::domain::SigningSecret::generate().unwrap();
+        let dispatch = prepare(&hook, &signing, message, Timestamp::now()).unwrap();
         let names: Vec<&str> = dispatch.headers.iter().map(|h| h.name).collect();
         let map = header_map(dispatch.headers).unwrap();
         assert_eq!(map.len(), names.len());

@@ -5,13 +5,15 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::domain::{
-    FieldError, MAX_WEBHOOKS_PER_PROJECT, Timestamp, WebhookId, WebhookInput, WebhookPatch,
+    FieldError, MAX_WEBHOOKS_PER_PROJECT, SigningSecret, Timestamp, WebhookId, WebhookInput,
+    WebhookPatch,
 };
+use shared::error_chain;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::view::{WebhookList, WebhookView};
+use crate::view::{CreatedWebhook, SigningSecretView, WebhookList, WebhookView};
 use crate::{AppState, Queue, Store};
 
 const WEBHOOK: &str = "webhook";
@@ -32,19 +34,78 @@ pub async fn create<S: Store, Q: Queue>(
     JsonBody(input): JsonBody<WebhookInput>,
 ) -> Result<Response, ApiError> {
     let project = principal.project(&project, "project")?;
-    let hook = input.validate(&state.rules)?.into_webhook(
+    let mut hook = input.validate(&state.rules)?.into_webhook(
         WebhookId::generate(),
         project,
         Timestamp::now(),
     );
+    let signing = new_signing_secret()?;
+    hook.signing_secret = Some(signing.clone());
     state.store.create(&hook).await.map_err(store_error)?;
     tracing::info!(project = %hook.project, webhook_id = %hook.id, "webhook created");
     let location = format!("/projects/{}/webhooks/{}", hook.project, hook.id);
-    let mut response = (StatusCode::CREATED, Json(WebhookView::from(hook))).into_response();
+    let created = CreatedWebhook {
+        webhook: WebhookView::from(hook),
+        signing_secret: signing.expose().to_owned(),
+    };
+    let mut response = (StatusCode::CREATED, Json(created)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+fn new_signing_secret() -> Result<SigningSecret, ApiError> {
+    SigningSecret::generate().map_err(|e| {
+        tracing::error!(error = %error_chain(&e), "signing secret generation failed");
+        ApiError::internal()
+    })
+}
+
+/// `GET .../signing-secret`: the secret deliveries are signed with. A
+/// webhook stored before deliveries were signed gets one now.
+pub async fn signing_secret<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
+    Extension(principal): Extension<Principal>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Json<SigningSecretView>, ApiError> {
+    let project = principal.project(&project, WEBHOOK)?;
+    let id = webhook_id(&id)?;
+    let secret = state
+        .store
+        .signing_secret(&project, id, new_signing_secret()?)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(WEBHOOK))?;
+    Ok(Json(SigningSecretView {
+        signing_secret: secret.expose().to_owned(),
+        previous_valid_until: None,
+    }))
+}
+
+/// `POST .../signing-secret/rotate`: a new signing secret; the one it
+/// replaces keeps signing beside it for the overlap (24 hours by default),
+/// so receivers can switch without missing a delivery.
+pub async fn rotate_signing_secret<S: Store, Q: Queue>(
+    State(state): State<AppState<S, Q>>,
+    Extension(principal): Extension<Principal>,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Json<SigningSecretView>, ApiError> {
+    let project = principal.project(&project, WEBHOOK)?;
+    let id = webhook_id(&id)?;
+    let now = Timestamp::now();
+    let until = now.after(state.signing_overlap);
+    let secret = state
+        .store
+        .rotate_signing_secret(&project, id, new_signing_secret()?, until)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(WEBHOOK))?;
+    tracing::info!(project = %project, webhook_id = %id, "signing secret rotated");
+    Ok(Json(SigningSecretView {
+        signing_secret: secret.expose().to_owned(),
+        previous_valid_until: Some(until),
+    }))
 }
 
 /// `limit` (1..=100, default 20) and the `cursor` of the previous page: the

@@ -12,7 +12,7 @@ use super::schema::{
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, to_value, unavailable};
-use crate::domain::{Timestamp, Webhook, WebhookId};
+use crate::domain::{SigningSecret, Timestamp, Webhook, WebhookId};
 use crate::ports::{DeliveryStore, StoreError, WebhookKey};
 
 /// Most keys one `BatchGetItem` takes.
@@ -159,6 +159,16 @@ impl DeliveryStore for DynamoStore {
         self.update_webhook(&webhook.project, webhook.id, recovery_update())
             .await
             .map(drop)
+    }
+
+    async fn assign_signing_secret(
+        &self,
+        webhook: &Webhook,
+        fresh: SigningSecret,
+    ) -> Result<SigningSecret, StoreError> {
+        self.ensure_signing_secret(&webhook.project, webhook.id, fresh)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 }
 

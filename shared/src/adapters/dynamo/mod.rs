@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use serde::Serialize;
 
-use crate::domain::{ProjectCode, Webhook, WebhookId};
+use crate::domain::{ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
 use crate::ports::StoreError;
 
 mod delivery;
@@ -122,5 +122,50 @@ impl DynamoStore {
             Err(e) if is_condition_failure(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// The webhook's signing secret, `fresh` stored first if it has none.
+    /// `if_not_exists` makes it one atomic write: two callers at once both
+    /// answer the one that was stored.
+    async fn ensure_signing_secret(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        fresh: SigningSecret,
+    ) -> Result<Option<SigningSecret>, StoreError> {
+        let mut update = Update::default();
+        let current = update.name(attr::SIGNING_SECRET);
+        update
+            .set_expr(
+                attr::SIGNING_SECRET,
+                &format!("if_not_exists({current}, :fresh)"),
+            )
+            .value(":fresh", to_value(&fresh)?);
+        Ok(self
+            .update_webhook(project, id, update)
+            .await?
+            .map(|hook| hook.signing_secret.unwrap_or(fresh)))
+    }
+
+    /// Makes `new` the signing secret; the replaced one (or, for a webhook
+    /// that had none, `new` itself) keeps signing until `until`. Right-hand
+    /// sides read the item before the update, so this is one atomic write.
+    async fn rotate_signing(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        new: SigningSecret,
+        until: Timestamp,
+    ) -> Result<Option<SigningSecret>, StoreError> {
+        let mut update = Update::default();
+        let current = update.name(attr::SIGNING_SECRET);
+        update
+            .set_expr(
+                attr::PREVIOUS_SIGNING_SECRET,
+                &format!("if_not_exists({current}, :signing_secret)"),
+            )
+            .set(attr::PREVIOUS_SIGNING_UNTIL, to_value(&until)?)
+            .set(attr::SIGNING_SECRET, to_value(&new)?);
+        Ok(self.update_webhook(project, id, update).await?.map(|_| new))
     }
 }

@@ -56,6 +56,9 @@ pub mod attr {
     pub const FAILURE_COUNT: &str = "failure_count";
     pub const DISABLED_AT: &str = "disabled_at";
     pub const DISABLED_REASON: &str = "disabled_reason";
+    pub const SIGNING_SECRET: &str = "signing_secret";
+    pub const PREVIOUS_SIGNING_SECRET: &str = "previous_signing_secret";
+    pub const PREVIOUS_SIGNING_UNTIL: &str = "previous_signing_until";
 
     /// Partition key of the `failing` index: which sweeper queue, if any.
     pub const FAILING_PK: &str = "failing_pk";
@@ -98,11 +101,17 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 3] =
-    [attr::SECRET, attr::NOTICE_CLAIMED_AT, attr::NOTICE_SENT_AT];
+pub const NOT_IN_FAILING_INDEX: [&str; 6] = [
+    attr::SECRET,
+    attr::SIGNING_SECRET,
+    attr::PREVIOUS_SIGNING_SECRET,
+    attr::PREVIOUS_SIGNING_UNTIL,
+    attr::NOTICE_CLAIMED_AT,
+    attr::NOTICE_SENT_AT,
+];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 21] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 24] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -124,6 +133,9 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 21] = [
     attr::FAILING_PK,
     attr::NOTICE_CLAIMED_AT,
     attr::NOTICE_SENT_AT,
+    attr::SIGNING_SECRET,
+    attr::PREVIOUS_SIGNING_SECRET,
+    attr::PREVIOUS_SIGNING_UNTIL,
 ];
 
 /// The fields that make up the failure state, cleared on re-enable.
@@ -341,6 +353,9 @@ mod tests {
         webhook.failure_count = 1;
         webhook.disabled_at = Some(now);
         webhook.disabled_reason = Some("r".into());
+        webhook.signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
+        webhook.previous_signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
+        webhook.previous_signing_until = Some(now);
         assert!(
             webhook
                 .secret

@@ -12,7 +12,8 @@ use super::schema::{
 use super::update::Update;
 use super::{DynamoStore, corrupt, from_webhook_item, to_value, unavailable};
 use crate::domain::{
-    MAX_WEBHOOKS_PER_PROJECT, ProjectCode, Timestamp, Webhook, WebhookChanges, WebhookId,
+    MAX_WEBHOOKS_PER_PROJECT, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookChanges,
+    WebhookId,
 };
 use crate::ports::{Page, StoreError, WebhookStore};
 
@@ -286,6 +287,25 @@ impl WebhookStore for DynamoStore {
             Err(err) if condition_failed(&err, 0) => Err(StoreError::NotFound),
             Err(err) => Err(unavailable(err)),
         }
+    }
+
+    async fn signing_secret(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        fresh: SigningSecret,
+    ) -> Result<Option<SigningSecret>, StoreError> {
+        self.ensure_signing_secret(project, id, fresh).await
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        new: SigningSecret,
+        overlap_until: Timestamp,
+    ) -> Result<Option<SigningSecret>, StoreError> {
+        self.rotate_signing(project, id, new, overlap_until).await
     }
 }
 
