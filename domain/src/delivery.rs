@@ -180,6 +180,22 @@ pub struct DeliveryMessage {
     pub event_name: EventName,
     /// Embedded verbatim: the bytes read back are the bytes written.
     pub envelope: Box<RawValue>,
+    /// 1 for the first attempt; a retry (`retry_policy: "standard"`) counts
+    /// up. Absent on first attempts, so they read as before retries existed.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: u32,
+    /// A retry is not sent before this: until then it hops through the
+    /// queue (SQS delays a message 15 minutes at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+fn is_first_attempt(attempt: &u32) -> bool {
+    *attempt == 1
 }
 
 /// A queue message this code cannot read.
@@ -201,6 +217,18 @@ impl DeliveryMessage {
             webhook_id,
             event_name: event.name,
             envelope,
+            attempt: 1,
+            not_before: None,
+        }
+    }
+
+    /// The next attempt of this delivery, not before `not_before`: the same
+    /// delivery and event ids, the same bytes.
+    pub fn into_retry(self, not_before: Timestamp) -> Self {
+        Self {
+            attempt: self.attempt.saturating_add(1),
+            not_before: Some(not_before),
+            ..self
         }
     }
 
@@ -502,6 +530,8 @@ pub enum Fault {
     StoreUnavailable,
     /// Too little of the invocation was left to send it and record the outcome.
     OutOfTime,
+    /// A retry could not be queued (the attempt is made again instead).
+    QueueUnavailable,
 }
 
 impl Fault {
@@ -510,6 +540,7 @@ impl Fault {
             Fault::Undecodable => "returned: undecodable message",
             Fault::StoreUnavailable => "returned: storage unavailable",
             Fault::OutOfTime => "returned: not enough time left in the invocation",
+            Fault::QueueUnavailable => "returned: the retry could not be queued",
         }
     }
 }
@@ -524,6 +555,8 @@ pub enum Verdict {
     Sent(Outcome),
     /// Not sent; SQS delivers it again.
     Returned(Fault),
+    /// A retry that is not due yet, queued again for later.
+    Deferred,
 }
 
 impl Verdict {
@@ -539,6 +572,7 @@ impl Verdict {
             Verdict::Sent(Outcome::Delivered { .. }) => "delivered",
             Verdict::Sent(Outcome::Failed { .. }) => "failed",
             Verdict::Returned(fault) => fault.as_str(),
+            Verdict::Deferred => "deferred: retry not due yet",
         }
     }
 }
@@ -689,6 +723,65 @@ mod tests {
         assert_eq!(decoded.delivery_id, message.delivery_id);
         let text = message.encode().unwrap();
         assert!(!text.contains("endpoint") && !text.contains("secret"));
+    }
+
+    #[test]
+    fn a_retry_carries_the_same_delivery_the_next_attempt_and_when_it_is_due() {
+        let event = input(r#"{"event_name":"run.completed","payload":{"a":1}}"#)
+            .validate(project(), Timestamp::now())
+            .unwrap();
+        let first = DeliveryMessage::new(&event, WebhookId::generate(), event.envelope().unwrap());
+        let text = first.encode().unwrap();
+        assert!(
+            !text.contains("attempt") && !text.contains("not_before"),
+            "{text}"
+        );
+        assert_eq!(DeliveryMessage::decode(&text).unwrap().attempt, 1);
+        let due = Timestamp::parse("2026-11-29T12:05:00Z").unwrap();
+        let second = first.clone().into_retry(due);
+        let decoded = DeliveryMessage::decode(&second.encode().unwrap()).unwrap();
+        assert_eq!(decoded.attempt, 2);
+        assert_eq!(decoded.not_before, Some(due));
+        assert_eq!(decoded.delivery_id, first.delivery_id);
+        assert_eq!(decoded.event_id, first.event_id);
+        assert_eq!(decoded.envelope.get(), first.envelope.get());
+        assert_eq!(decoded.into_retry(due).attempt, 3);
+    }
+
+    #[test]
+    fn the_largest_event_with_retry_metadata_fits_in_a_queue_message() {
+        const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+        let shell = input(r#"{"event_name":"run.completed","payload":{"p":""}}"#)
+            .validate(project(), Timestamp::now())
+            .unwrap();
+        let padding = MAX_ENVELOPE_BYTES - shell.envelope().unwrap().get().len();
+        let payload = format!(
+            r#"{{"p":"{}"}}"#,
+            "\\u00e9".repeat(padding / 6) + &"x".repeat(padding % 6)
+        );
+        let event = input(&format!(
+            r#"{{"event_name":"run.completed","payload":{payload}}}"#
+        ))
+        .validate(project(), Timestamp::now())
+        .unwrap();
+        let envelope = event.envelope().unwrap();
+        assert_eq!(
+            envelope.get().len(),
+            MAX_ENVELOPE_BYTES,
+            "exactly the largest accepted"
+        );
+        assert!(envelope_fits(&envelope));
+        let mut message = DeliveryMessage::new(&event, WebhookId::generate(), envelope);
+        message.attempt = u32::MAX - 1;
+        let retry = message.into_retry(Timestamp::parse("9999-12-31T23:59:59Z").unwrap());
+        let encoded = retry.encode().unwrap();
+        assert!(encoded.len() <= SQS_MAX_MESSAGE_BYTES, "{}", encoded.len());
+        assert!(
+            encoded.len() < MAX_ENVELOPE_BYTES + 1024,
+            "the metadata is small: {}",
+            encoded.len()
+        );
+        assert_eq!(retry.attempt, u32::MAX);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod delivery;
 pub mod notice;
 pub mod project;
+pub mod retry;
 pub mod secret;
 pub mod time;
 pub mod token;
@@ -19,6 +20,7 @@ pub use delivery::{
 };
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
+pub use retry::RetryPolicy;
 pub use secret::{Secret, SigningSecret};
 pub use time::Timestamp;
 pub use token::{ApiToken, TokenHash, TokenId, TokenRecord};

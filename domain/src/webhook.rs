@@ -10,7 +10,10 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use super::validation::not_null;
-use super::{AddressPolicy, EventName, FieldError, ProjectCode, Secret, SigningSecret, Timestamp};
+use super::{
+    AddressPolicy, EventName, FieldError, ProjectCode, RetryPolicy, Secret, SigningSecret,
+    Timestamp,
+};
 
 /// A project holds at most this many webhooks.
 pub const MAX_WEBHOOKS_PER_PROJECT: u32 = 100;
@@ -75,6 +78,9 @@ pub struct Webhook {
     pub enabled: bool,
     #[serde(default)]
     pub notify_emails: Vec<String>,
+    /// `none` (one attempt, as Qase) or `standard` (retried on a schedule).
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// First failure since the last success; `None` while healthy.
@@ -157,6 +163,8 @@ pub struct WebhookInput {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "not_null")]
     pub notify_emails: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "not_null")]
+    pub retry_policy: Option<String>,
 }
 
 /// A create request that passed validation.
@@ -168,6 +176,7 @@ pub struct NewWebhook {
     pub events: BTreeSet<EventName>,
     pub enabled: bool,
     pub notify_emails: Vec<String>,
+    pub retry_policy: RetryPolicy,
 }
 
 impl WebhookInput {
@@ -184,6 +193,11 @@ impl WebhookInput {
             events,
             enabled: self.enabled.unwrap_or(true),
             notify_emails,
+            retry_policy: self
+                .retry_policy
+                .map(|p| validate_retry_policy(&p))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -199,6 +213,7 @@ impl NewWebhook {
             events: self.events,
             enabled: self.enabled,
             notify_emails: self.notify_emails,
+            retry_policy: self.retry_policy,
             created_at: now,
             updated_at: now,
             failing_since: None,
@@ -231,6 +246,8 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "not_null")]
     pub notify_emails: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "not_null")]
+    pub retry_policy: Option<String>,
 }
 
 /// A PATCH that passed validation: `None` leaves a field unchanged.
@@ -243,6 +260,7 @@ pub struct WebhookChanges {
     pub events: Option<BTreeSet<EventName>>,
     pub enabled: Option<bool>,
     pub notify_emails: Option<Vec<String>>,
+    pub retry_policy: Option<RetryPolicy>,
 }
 
 impl WebhookPatch {
@@ -263,6 +281,10 @@ impl WebhookPatch {
                 .notify_emails
                 .map(|e| validate_notify_emails(&e))
                 .transpose()?,
+            retry_policy: self
+                .retry_policy
+                .map(|p| validate_retry_policy(&p))
+                .transpose()?,
         };
         if changes == WebhookChanges::default() {
             return Err(FieldError::new("body", "names no field to change"));
@@ -278,6 +300,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, FieldError> {
     value.ok_or_else(|| FieldError::new(field, "is required"))
+}
+
+/// `retry_policy`: `"none"` or `"standard"`.
+pub fn validate_retry_policy(raw: &str) -> Result<RetryPolicy, FieldError> {
+    RetryPolicy::parse(raw)
+        .ok_or_else(|| FieldError::new("retry_policy", "must be \"none\" or \"standard\""))
 }
 
 pub fn validate_title(raw: &str) -> Result<String, FieldError> {
@@ -473,7 +501,33 @@ mod tests {
             events: Some(vec!["run.completed".into(), "defect.created".into()]),
             enabled: None,
             notify_emails: Some(vec!["owner@example.com".into()]),
+            retry_policy: None,
         }
+    }
+
+    #[test]
+    fn the_retry_policy_is_none_unless_standard_is_asked_for() {
+        assert_eq!(
+            input().validate(&rules()).unwrap().retry_policy,
+            RetryPolicy::None
+        );
+        let mut standard = input();
+        standard.retry_policy = Some("standard".into());
+        assert_eq!(
+            standard.validate(&rules()).unwrap().retry_policy,
+            RetryPolicy::Standard
+        );
+        let mut bad = input();
+        bad.retry_policy = Some("always".into());
+        assert_eq!(bad.validate(&rules()).unwrap_err().field, "retry_policy");
+        let patch: WebhookPatch = serde_json::from_str(r#"{"retry_policy": "none"}"#).unwrap();
+        assert_eq!(
+            patch.validate(&rules()).unwrap().retry_policy,
+            Some(RetryPolicy::None)
+        );
+        let patch: WebhookPatch = serde_json::from_str(r#"{"retry_policy": "daily"}"#).unwrap();
+        assert_eq!(patch.validate(&rules()).unwrap_err().field, "retry_policy");
+        assert!(serde_json::from_str::<WebhookPatch>(r#"{"retry_policy": null}"#).is_err());
     }
 
     fn endpoint_error(raw: &str, rules: &EndpointRules) -> String {

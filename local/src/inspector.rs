@@ -2,7 +2,9 @@
 //! webhook.site. Point a webhook at `http://127.0.0.1:3001/<name>`; every
 //! request to `/<name>` is recorded, and `GET /<name>` lists them, oldest
 //! first. The query string chooses the answer: `?status=503` answers that
-//! status, `?delay=20` answers after 20 seconds; the recorded `path` keeps it.
+//! status, `?delay=20` answers after 20 seconds, `?fail_first=2` answers the
+//! first 2 requests to the path 503, `?retry_after=3` adds that `Retry-After`
+//! to a 429 or 503; the recorded `path` keeps it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -129,7 +131,25 @@ async fn handle(State(inspector): State<Inspector>, request: Request) -> Respons
         .and_then(|s| s.parse::<u16>().ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    // `?fail_first=2`: the first 2 requests to this path answer 503.
+    let failing = param("fail_first")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| inspector.named(parts.uri.path()).len() <= n);
+    let status = if failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        status
+    };
     let mut response = (status, "recorded\n").into_response();
+    // `?retry_after=3`: sent with a 429 or 503.
+    if let Some(value) = param("retry_after")
+        .filter(|_| matches!(status.as_u16(), 429 | 503))
+        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
     if status.is_redirection() {
         response.headers_mut().insert(
             axum::http::header::LOCATION,

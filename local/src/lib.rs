@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sender::Sender;
 use sender::poller::poll_once;
-use shared::adapters::{DynamoStore, HttpPoster, SesMailer};
+use shared::adapters::{DynamoStore, HttpPoster, SesMailer, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::DEFAULT_WINDOW;
@@ -170,6 +170,10 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         store.clone(),
         HttpPoster::new(loopback_policy(), config.deadline)?,
         sender::DEFAULT_CONCURRENCY,
+    )
+    .with_retries(
+        SqsQueue::from_sdk(&sdk, resources.queue_url.clone()),
+        shared::domain::retry::STANDARD_SCHEDULE.to_vec(),
     );
     let sweeper = Sweeper::new(
         store,
@@ -236,7 +240,7 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::
 /// The event source mapping, locally: long-poll, hand batches of up to 10 to
 /// the sender, delete what it acknowledged, leave the rest for redelivery.
 async fn deliver(
-    sender: Sender<DynamoStore>,
+    sender: Sender<DynamoStore, SqsQueue>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     mut stopped: watch::Receiver<bool>,

@@ -177,6 +177,13 @@ pub trait DeliveryQueue: Send + Sync {
         &self,
         bodies: Vec<String>,
     ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
+
+    /// Queues one body, invisible for `delay` (at most 15 minutes).
+    fn enqueue_delayed(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), EnqueueError>> + Send;
 }
 
 /// Items found, and how many items the store read to find them.

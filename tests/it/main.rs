@@ -8,6 +8,7 @@ mod config_api;
 mod delivery;
 mod events;
 mod openapi;
+mod retries;
 mod signing;
 mod store;
 mod sweeper;

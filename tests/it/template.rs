@@ -377,6 +377,12 @@ fn the_local_env_file_sets_only_declared_variables_and_opens_loopback() {
     let lookup = |k: &str| env.get(k).cloned();
     let sender = sender::SenderConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(sender.addresses, local.addresses);
+    assert!(
+        sender
+            .queue_url
+            .as_deref()
+            .is_some_and(|url| url.ends_with(&format!("/{}", local_stack::provision::QUEUE)))
+    );
     assert_eq!(sender.table_name, local_stack::provision::TABLE);
     let env = &envs["SweeperFunction"];
     let lookup = |k: &str| env.get(k).cloned();
@@ -409,6 +415,11 @@ fn every_functions_environment_satisfies_its_configuration() {
     assert!(
         config.addresses.allow_list().is_empty(),
         "no allow-list when deployed"
+    );
+    assert!(config.queue_url.is_some(), "retries need the queue");
+    assert_eq!(
+        config.retry_schedule,
+        shared::domain::retry::STANDARD_SCHEDULE.to_vec()
     );
 
     let sweeper_env = function_env(&t, "SweeperFunction");

@@ -284,6 +284,10 @@ pub mod stack {
     use local_stack::{local_rules, loopback_policy};
     use sender::Sender;
     use sender::poller::{Poll, poll_once};
+    use shared::adapters::SqsQueue;
+
+    /// The retry schedule of the test stack: the standard one, in seconds.
+    pub const TEST_RETRY_SCHEDULE: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
     use serde_json::{Value, json};
     use shared::adapters::{DynamoStore, HttpPoster};
     use shared::domain::AddressPolicy;
@@ -303,7 +307,7 @@ pub mod stack {
     #[derive(Debug)]
     pub struct Stack {
         pub api: Api,
-        pub sender: Sender<DynamoStore>,
+        pub sender: Sender<DynamoStore, SqsQueue>,
         pub sqs: aws_sdk_sqs::Client,
     }
 
@@ -317,8 +321,14 @@ pub mod stack {
         pub async fn with_sender(policy: AddressPolicy, deadline: Duration) -> Self {
             let api = Api::with_rules(local_rules()).await;
             let http = HttpPoster::new(policy, deadline).unwrap();
-            let sender = Sender::new(api.store.clone(), http, 10);
-            let sqs = aws_sdk_sqs::Client::new(&crate::sdk_config().await);
+            let sdk = crate::sdk_config().await;
+            // Retries (for webhooks that ask for them) wait a second, then
+            // two: a test sees a whole schedule in seconds.
+            let sender = Sender::new(api.store.clone(), http, 10).with_retries(
+                SqsQueue::from_sdk(&sdk, api.queue_url.clone()),
+                TEST_RETRY_SCHEDULE.to_vec(),
+            );
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
             Self { api, sender, sqs }
         }
 

@@ -3,7 +3,7 @@
 //! only by create and by its own routes.
 
 use serde::Serialize;
-use shared::domain::{EventName, ProjectCode, Status, Timestamp, Webhook, WebhookId};
+use shared::domain::{EventName, ProjectCode, RetryPolicy, Status, Timestamp, Webhook, WebhookId};
 
 #[derive(Debug, Serialize)]
 pub struct WebhookView {
@@ -15,6 +15,7 @@ pub struct WebhookView {
     pub events: Vec<EventName>,
     pub enabled: bool,
     pub notify_emails: Vec<String>,
+    pub retry_policy: RetryPolicy,
     pub status: Status,
     pub failing_since: Option<Timestamp>,
     pub last_failure_at: Option<Timestamp>,
@@ -38,6 +39,7 @@ impl From<Webhook> for WebhookView {
             events: hook.events.into_iter().collect(),
             enabled: hook.enabled,
             notify_emails: hook.notify_emails,
+            retry_policy: hook.retry_policy,
             failing_since: hook.failing_since,
             last_failure_at: hook.last_failure_at,
             last_failure_reason: hook.last_failure_reason,

@@ -18,11 +18,14 @@ use shared::config::{ConfigError, Env};
 use shared::domain::delivery::{
     DEFAULT_DEADLINE, RECORD_MARGIN, decide, eligible, may_start, prepare,
 };
-use shared::domain::{
-    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, SigningSecret, Timestamp, Verdict,
-    Webhook,
+use shared::domain::retry::{
+    MAX_QUEUE_DELAY, STANDARD_SCHEDULE, hop_delay, parse_retry_after, random_jitter, retry_delay,
 };
-use shared::ports::{DeliveryStore, StoreError, WebhookKey};
+use shared::domain::{
+    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, RetryPolicy, SigningSecret, Timestamp,
+    Verdict, Webhook,
+};
+use shared::ports::{DeliveryQueue, DeliveryStore, EnqueueError, StoreError, WebhookKey};
 use tokio::time::timeout_at;
 
 pub mod poller;
@@ -45,6 +48,12 @@ pub struct SenderConfig {
     pub addresses: AddressPolicy,
     /// `DISABLE_ON_TIMEOUT`, default false.
     pub disable_on_timeout: bool,
+    /// `DELIVERY_QUEUE_URL`: where retries are queued. Without it, webhooks
+    /// with `retry_policy: "standard"` get one attempt too.
+    pub queue_url: Option<String>,
+    /// `RETRY_SCHEDULE`: comma-separated waits (`5s,5m,30m`), the standard
+    /// schedule by default; tests shorten it.
+    pub retry_schedule: Vec<Duration>,
 }
 
 impl SenderConfig {
@@ -55,17 +64,60 @@ impl SenderConfig {
             concurrency: env.count("SENDER_CONCURRENCY", DEFAULT_CONCURRENCY)?,
             addresses: AddressPolicy::with_allow_list(env.cidrs("ENDPOINT_ALLOW_CIDRS")?),
             disable_on_timeout: env.flag("DISABLE_ON_TIMEOUT", false)?,
+            queue_url: env.optional("DELIVERY_QUEUE_URL"),
+            retry_schedule: match env.optional("RETRY_SCHEDULE") {
+                None => STANDARD_SCHEDULE.to_vec(),
+                Some(raw) => raw
+                    .split(',')
+                    .map(|part| humantime::parse_duration(part.trim()).ok())
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|schedule| !schedule.is_empty())
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "RETRY_SCHEDULE",
+                        reason: format!("expected waits such as 5s,5m,30m, got {raw:?}"),
+                    })?,
+            },
+        })
+    }
+}
+
+/// Where retries go: the delivery queue, and the waits between attempts.
+#[derive(Debug)]
+pub struct Retries<Q> {
+    pub queue: Q,
+    pub schedule: Vec<Duration>,
+}
+
+/// No queue: every delivery is one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct NoRetries;
+
+impl DeliveryQueue for NoRetries {
+    async fn enqueue(&self, bodies: Vec<String>) -> Result<usize, EnqueueError> {
+        Err(EnqueueError {
+            queued: 0,
+            total: bodies.len(),
+            source: None,
+        })
+    }
+
+    async fn enqueue_delayed(&self, _body: String, _delay: Duration) -> Result<(), EnqueueError> {
+        Err(EnqueueError {
+            queued: 0,
+            total: 1,
+            source: None,
         })
     }
 }
 
 /// The sender with its clients, built once per cold start.
 #[derive(Debug)]
-pub struct Sender<S> {
+pub struct Sender<S, Q = NoRetries> {
     store: S,
     http: HttpPoster,
     concurrency: usize,
     disable_on_timeout: bool,
+    retries: Option<Retries<Q>>,
 }
 
 impl<S: DeliveryStore> Sender<S> {
@@ -75,9 +127,24 @@ impl<S: DeliveryStore> Sender<S> {
             http,
             concurrency: concurrency.max(1),
             disable_on_timeout: false,
+            retries: None,
         }
     }
 
+    /// Queues retries of failed deliveries to webhooks with
+    /// `retry_policy: "standard"`, on `schedule`.
+    pub fn with_retries<Q: DeliveryQueue>(self, queue: Q, schedule: Vec<Duration>) -> Sender<S, Q> {
+        Sender {
+            store: self.store,
+            http: self.http,
+            concurrency: self.concurrency,
+            disable_on_timeout: self.disable_on_timeout,
+            retries: Some(Retries { queue, schedule }),
+        }
+    }
+}
+
+impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// Makes a timeout mark the webhook due for disabling at the next sweep.
     pub fn disable_on_timeout(mut self, on: bool) -> Self {
         self.disable_on_timeout = on;
@@ -166,19 +233,54 @@ impl<S: DeliveryStore> Sender<S> {
                 }
             },
         };
+        // A retry that is not due yet hops through the queue again.
+        if let (Some(retries), Some(not_before)) = (&self.retries, message.not_before)
+            && let Some(delay) = hop_delay(Timestamp::now(), not_before)
+        {
+            return match self.requeue(retries, &message, delay).await {
+                Ok(()) => unsent(&message, Verdict::Deferred),
+                Err(()) => unsent(&message, Verdict::Returned(Fault::QueueUnavailable)),
+            };
+        }
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
             return unsent(&message, Verdict::Returned(Fault::OutOfTime));
         }
-        let (delivery_id, project, event_name) = (
+        let (delivery_id, project, event_name, attempt) = (
             message.delivery_id,
             message.project.clone(),
             message.event_name,
+            message.attempt,
         );
-        let outcome = match prepare(webhook, &signing, message, Timestamp::now()) {
-            Ok(dispatch) => self.http.send(dispatch).await,
-            Err(reason) => Outcome::Failed { reason },
+        // What a retry would carry: the same delivery and bytes.
+        let next = (webhook.retry_policy == RetryPolicy::Standard && self.retries.is_some())
+            .then(|| message.clone());
+        let answer = match prepare(webhook, &signing, message, Timestamp::now()) {
+            Ok(dispatch) => self.http.send_for_answer(dispatch).await,
+            Err(reason) => Outcome::Failed { reason }.into(),
         };
+        let outcome = answer.outcome;
+        let mut retry_in = None;
+        if let (Outcome::Failed { .. }, Some(next), Some(retries)) = (&outcome, next, &self.retries)
+        {
+            let now = Timestamp::now();
+            let asked = answer
+                .retry_after
+                .as_deref()
+                .and_then(|raw| parse_retry_after(raw, now));
+            if let Some(wait) = retry_delay(&retries.schedule, attempt, random_jitter(), asked) {
+                let retry = next.into_retry(now.after(wait));
+                if self
+                    .requeue(retries, &retry, wait.min(MAX_QUEUE_DELAY))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, attempt, "could not queue the retry; the attempt goes back to the queue");
+                    return Verdict::Returned(Fault::QueueUnavailable);
+                }
+                retry_in = Some(wait.as_millis() as u64);
+            }
+        }
         let latency_ms = started.elapsed().as_millis() as u64;
         let record = decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout);
         // Bounded by the invocation: an unfinished write is logged, and the
@@ -208,17 +310,34 @@ impl<S: DeliveryStore> Sender<S> {
             project = %project,
             webhook_id = %webhook.id,
             event_name = %event_name,
+            attempt,
             outcome = verdict.label(),
             reason,
             status,
             latency_ms,
+            retry_in_ms = retry_in,
             "delivery"
         );
         verdict
     }
+
+    /// Queues `message` again, invisible for `delay`.
+    async fn requeue(
+        &self,
+        retries: &Retries<Q>,
+        message: &DeliveryMessage,
+        delay: Duration,
+    ) -> Result<(), ()> {
+        let body = message.encode().map_err(|err| {
+            tracing::error!(delivery_id = %message.delivery_id, error = %err, "could not encode the retry");
+        })?;
+        retries.queue.enqueue_delayed(body, delay).await.map_err(|err| {
+            tracing::error!(delivery_id = %message.delivery_id, error = %shared::error_chain(&err), "could not queue the retry");
+        })
+    }
 }
 
-impl<S: DeliveryStore> Sender<S> {
+impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// A signing secret for a webhook stored before deliveries were signed,
     /// stored before the first signed delivery; bounded by the invocation.
     async fn assign_signing_secret(

@@ -4,8 +4,9 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use sender::{Sender, SenderConfig};
-use shared::adapters::{DynamoStore, HttpPoster};
+use shared::adapters::{DynamoStore, HttpPoster, SqsQueue};
 use shared::config::{Env, process_env};
+use shared::ports::{DeliveryQueue, DeliveryStore};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,7 +20,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.concurrency,
     )
     .disable_on_timeout(config.disable_on_timeout);
-    let sender = &sender;
+    match config.queue_url {
+        Some(url) => {
+            let sender = sender.with_retries(SqsQueue::from_sdk(&sdk, url), config.retry_schedule);
+            serve(&sender).await
+        }
+        None => {
+            tracing::warn!("no DELIVERY_QUEUE_URL: failed deliveries are not retried");
+            serve(&sender).await
+        }
+    }
+}
+
+/// Runs the Lambda loop: each SQS batch within the invocation's deadline.
+async fn serve<S: DeliveryStore, Q: DeliveryQueue>(
+    sender: &Sender<S, Q>,
+) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let ends = shared::deadline_instant(event.context.deadline, sender::FUNCTION_TIMEOUT);
         Ok::<_, lambda_runtime::Error>(sender.handle(event.payload, ends).await)

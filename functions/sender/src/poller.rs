@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use shared::ports::DeliveryStore;
+use shared::ports::{DeliveryQueue, DeliveryStore};
 
 use crate::Sender;
 
@@ -29,8 +29,8 @@ fn poll_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> PollError {
 }
 
 /// Receives one batch (waiting up to `wait_seconds` for it) and handles it.
-pub async fn poll_once<S: DeliveryStore>(
-    sender: &Sender<S>,
+pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
+    sender: &Sender<S, Q>,
     sqs: &Client,
     queue_url: &str,
     wait_seconds: i32,

@@ -87,8 +87,13 @@ impl HttpPoster {
     /// Sends one prepared dispatch (its body moved into the request, not
     /// copied) and classifies what came of it.
     pub async fn send(&self, dispatch: Dispatch) -> Outcome {
+        self.send_for_answer(dispatch).await.outcome
+    }
+
+    /// [`send`](Self::send), with the answer's `Retry-After` on a 429 or 503.
+    pub async fn send_for_answer(&self, dispatch: Dispatch) -> Answer {
         if literal_ip(&dispatch.endpoint).is_some_and(|ip| self.policy.check(ip).is_err()) {
-            return failed(FailureReason::BlockedAddress);
+            return failed(FailureReason::BlockedAddress).into();
         }
         let Dispatch {
             endpoint,
@@ -97,19 +102,45 @@ impl HttpPoster {
         } = dispatch;
         let Some(headers) = header_map(headers) else {
             // `prepare` admits only valid values; never send a partial request.
-            return failed(FailureReason::UnsendableSecret);
+            return failed(FailureReason::UnsendableSecret).into();
         };
         let request = self.client.post(endpoint).headers(headers).body(body);
         // One deadline from connecting to the end of the (capped) body read.
         let response = match request.timeout(self.deadline).send().await {
-            Err(err) => return failed(classify(&err, self.deadline)),
+            Err(err) => return failed(classify(&err, self.deadline)).into(),
             Ok(response) => response,
         };
-        let outcome = Outcome::from_status(response.status().as_u16());
+        let status = response.status().as_u16();
+        let outcome = Outcome::from_status(status);
+        let retry_after = matches!(status, 429 | 503)
+            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         // Read a little of the body so the connection can be reused; what it
         // says does not matter, and a slow body cannot outlast the deadline.
         drain(response).await;
-        outcome
+        Answer {
+            outcome,
+            retry_after,
+        }
+    }
+}
+
+/// What an endpoint answered: the outcome, and when a 429 or 503 asked to
+/// be retried (`Retry-After`, as sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub retry_after: Option<String>,
+}
+
+impl From<Outcome> for Answer {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            retry_after: None,
+        }
     }
 }
 

@@ -188,6 +188,27 @@ impl DeliveryQueue for SqsQueue {
             }),
         }
     }
+
+    async fn enqueue_delayed(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> Result<(), EnqueueError> {
+        let seconds = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| EnqueueError {
+                queued: 0,
+                total: 1,
+                source: Some(Box::new(e)),
+            })
+    }
 }
 
 #[cfg(test)]

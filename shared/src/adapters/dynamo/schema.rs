@@ -48,6 +48,7 @@ pub mod attr {
     pub const EVENTS: &str = "events";
     pub const ENABLED: &str = "enabled";
     pub const NOTIFY_EMAILS: &str = "notify_emails";
+    pub const RETRY_POLICY: &str = "retry_policy";
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const FAILING_SINCE: &str = "failing_since";
@@ -101,7 +102,8 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 6] = [
+pub const NOT_IN_FAILING_INDEX: [&str; 7] = [
+    attr::RETRY_POLICY,
     attr::SECRET,
     attr::SIGNING_SECRET,
     attr::PREVIOUS_SIGNING_SECRET,
@@ -111,7 +113,7 @@ pub const NOT_IN_FAILING_INDEX: [&str; 6] = [
 ];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 24] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 25] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -122,6 +124,7 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 24] = [
     attr::EVENTS,
     attr::ENABLED,
     attr::NOTIFY_EMAILS,
+    attr::RETRY_POLICY,
     attr::CREATED_AT,
     attr::UPDATED_AT,
     attr::FAILING_SINCE,

@@ -82,6 +82,9 @@ pub(super) fn changes_update(
     if let Some(emails) = &changes.notify_emails {
         update.set(attr::NOTIFY_EMAILS, to_value(emails)?);
     }
+    if let Some(policy) = &changes.retry_policy {
+        update.set(attr::RETRY_POLICY, to_value(policy)?);
+    }
     if changes.enabled == Some(false) {
         // The history stays visible; `update` takes it out of the index.
         update.set(attr::ENABLED, AttributeValue::Bool(false));
@@ -341,6 +344,10 @@ mod tests {
         assert!(!expr.contains(attr::FAILING_PK), "{expr}");
     }
 
+    fn shared_retry() -> crate::domain::RetryPolicy {
+        crate::domain::RetryPolicy::Standard
+    }
+
     #[test]
     fn every_field_a_change_can_write_is_a_webhook_attribute() {
         let changes = WebhookChanges {
@@ -350,6 +357,7 @@ mod tests {
             events: Some(Default::default()),
             notify_emails: Some(vec![]),
             enabled: Some(false),
+            retry_policy: Some(shared_retry()),
         };
         let update = changes_update(&changes, Timestamp::now()).unwrap();
         for name in update.names.values() {
@@ -358,6 +366,6 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(update.names.len(), 7);
+        assert_eq!(update.names.len(), 8);
     }
 }
