@@ -73,4 +73,12 @@ impl DeliveryStore for MemoryStore {
             .ok_or(StoreError::NotFound)?;
         Ok(stored.signing_secret.get_or_insert(fresh).clone())
     }
+
+    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(stored) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            stored.enabled = false;
+            stored.disabled_at = Some(at);
+        }
+        Ok(())
+    }
 }

@@ -6,9 +6,13 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures::future::join_all;
 use sender::Sender;
 use shared::adapters::HttpPoster;
-use shared::domain::delivery::{DELIVERY_ID_HEADER, EVENT_HEADER, USER_AGENT};
+use shared::domain::delivery::{
+    DELIVERY_ID_HEADER, EVENT_HEADER, USER_AGENT, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER,
+    WEBHOOK_TIMESTAMP_HEADER,
+};
 use shared::domain::{
-    DeliveryMessage, Event, ProjectCode, PublishInput, Timestamp, Webhook, WebhookId, WebhookInput,
+    DeliveryMessage, Event, ProjectCode, PublishInput, SigningSecret, Timestamp, Webhook,
+    WebhookId, WebhookInput,
 };
 
 use crate::memstore::MemoryStore;
@@ -22,7 +26,7 @@ fn project() -> ProjectCode {
 }
 
 fn webhook(endpoint: String) -> Webhook {
-    WebhookInput {
+    let mut hook = WebhookInput {
         title: Some("bench".into()),
         endpoint: Some(endpoint),
         secret: Some("bench-secret".into()),
@@ -31,7 +35,13 @@ fn webhook(endpoint: String) -> Webhook {
     }
     .validate(&local_stack::local_rules())
     .unwrap_or_else(|e| panic!("bench webhook: {e}"))
-    .into_webhook(WebhookId::generate(), project(), Timestamp::now())
+    .into_webhook(WebhookId::generate(), project(), Timestamp::now());
+    hook.signing_secret = Some(signing_secret());
+    hook
+}
+
+fn signing_secret() -> SigningSecret {
+    SigningSecret::generate().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The event of `shared/fixtures`-style size used by every run.
@@ -87,19 +97,34 @@ async fn sender_run(sender: &Sender<MemoryStore>, batches: &[SqsEvent]) -> f64 {
 }
 
 /// Deliveries per second for plain reqwest POSTs: the same payload, headers,
-/// receiver and concurrency (waves of 10).
-async fn bare_run(client: &reqwest::Client, urls: &[String], body: &str, waves: usize) -> f64 {
+/// receiver and concurrency (waves of 10); with `signing`, each request also
+/// carries the Standard Webhooks headers, signed over its body.
+async fn bare_run(
+    client: &reqwest::Client,
+    urls: &[String],
+    body: &str,
+    waves: usize,
+    signing: Option<&SigningSecret>,
+) -> f64 {
     let started = Instant::now();
     for _ in 0..waves {
         let posts = urls.iter().map(|url| {
-            client
+            let mut request = client
                 .post(url)
                 .header("content-type", "application/json")
                 .header(DELIVERY_ID_HEADER, uuid::Uuid::now_v7().to_string())
                 .header(EVENT_HEADER, "run.completed")
-                .header("x-qase-secret", "bench-secret")
-                .body(body.to_owned())
-                .send()
+                .header("x-qase-secret", "bench-secret");
+            if let Some(secret) = signing {
+                let id = uuid::Uuid::now_v7().to_string();
+                let at = Timestamp::now().unix_seconds();
+                let signature = secret.sign(&id, at, body).unwrap_or_default();
+                request = request
+                    .header(WEBHOOK_ID_HEADER, id)
+                    .header(WEBHOOK_TIMESTAMP_HEADER, at.to_string())
+                    .header(WEBHOOK_SIGNATURE_HEADER, signature);
+            }
+            request.body(body.to_owned()).send()
         });
         for response in join_all(posts).await {
             let response = response.unwrap_or_else(|e| panic!("bare POST: {e}"));
@@ -132,16 +157,21 @@ pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
         .get()
         .to_owned();
 
+    let secret = signing_secret();
     // Warm both clients' connection pools.
     sender_run(&sender, &batches[..2]).await;
-    bare_run(&client, &urls, &body, 2).await;
+    bare_run(&client, &urls, &body, 2, None).await;
     let (mut ours, mut bare, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut signed, mut signed_ratio) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let s = sender_run(&sender, &batches).await;
-        let b = bare_run(&client, &urls, &body, waves).await;
+        let b = bare_run(&client, &urls, &body, waves, None).await;
+        let b_signed = bare_run(&client, &urls, &body, waves, Some(&secret)).await;
         ours.push(s);
         bare.push(b);
         ratio.push(s / b);
+        signed.push(b_signed);
+        signed_ratio.push(b_signed / b);
     }
     rx.log.take();
     let batch_seconds = BATCH as f64 / crate::stats::quantile(&ours, 0.5);
@@ -150,9 +180,35 @@ pub async fn throughput(runs: usize, waves: usize) -> (Vec<Figure>, f64) {
             Figure::new("sender delivery path", "deliveries/s", &ours),
             Figure::new("bare reqwest POST loop", "deliveries/s", &bare),
             Figure::new("sender / bare ratio", "ratio", &ratio).with_target(">= 0.9"),
+            Figure::new(
+                "bare loop, Standard Webhooks signed",
+                "deliveries/s",
+                &signed,
+            ),
+            Figure::new("signed / unsigned bare ratio", "ratio", &signed_ratio)
+                .with_target(">= 0.95"),
+            Figure::new(
+                "signing the largest envelope (256 KiB)",
+                "µs",
+                &sign_largest(),
+            ),
         ],
         batch_seconds,
     )
+}
+
+/// Microseconds to sign a 256 KiB body (the largest envelope), 50 times.
+fn sign_largest() -> Vec<f64> {
+    let secret = signing_secret();
+    let body = "x".repeat(shared::domain::delivery::MAX_ENVELOPE_BYTES);
+    (0..50)
+        .map(|i| {
+            let started = Instant::now();
+            let signature = secret.sign("msg", i, &body);
+            assert!(signature.is_some());
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
 }
 
 /// One batch where one endpoint never answers, against a short deadline.

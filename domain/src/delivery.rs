@@ -498,24 +498,38 @@ pub enum Record {
         reason: String,
         due_now: bool,
     },
+    /// The endpoint answered 410 Gone and the operator chose to disable at
+    /// once: the webhook is disabled now and its owner mailed by the next
+    /// sweep, as for an auto-disable.
+    Gone { at: Timestamp },
 }
 
-/// What to record for `outcome`. With `disable_on_timeout`, a timeout makes
-/// the webhook due for disabling at once (the literal reading of "does not
-/// respond within 15 seconds").
-pub fn decide(
-    webhook: &Webhook,
-    outcome: &Outcome,
-    now: Timestamp,
-    disable_on_timeout: bool,
-) -> Record {
+/// The `disabled_reason` of a webhook disabled by a 410 answer.
+pub const GONE_REASON: &str = "endpoint answered 410 Gone";
+
+/// What the operator chose to do about some failures, beyond recording them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureRules {
+    /// `DisableOnTimeout`: a timeout makes the webhook due for disabling at
+    /// the next sweep (the literal reading of "does not respond within 15
+    /// seconds").
+    pub disable_on_timeout: bool,
+    /// `DisableOnGone`: a 410 Gone disables the webhook at once.
+    pub disable_on_gone: bool,
+}
+
+/// What to record for `outcome` under `rules`.
+pub fn decide(webhook: &Webhook, outcome: &Outcome, now: Timestamp, rules: FailureRules) -> Record {
     match outcome {
         Outcome::Delivered { .. } if webhook.failing_since.is_none() => Record::Nothing,
         Outcome::Delivered { .. } => Record::Recovered,
+        Outcome::Failed {
+            reason: FailureReason::Status(410),
+        } if rules.disable_on_gone => Record::Gone { at: now },
         Outcome::Failed { reason } => Record::Failure {
             at: now,
             reason: reason.to_string(),
-            due_now: disable_on_timeout && matches!(reason, FailureReason::Timeout(_)),
+            due_now: rules.disable_on_timeout && matches!(reason, FailureReason::Timeout(_)),
         },
     }
 }
@@ -874,9 +888,16 @@ mod tests {
         let failed = Outcome::Failed {
             reason: FailureReason::Status(500),
         };
-        assert_eq!(decide(&hook, &ok, now, false), Record::Nothing);
+        let timeouts = FailureRules {
+            disable_on_timeout: true,
+            ..FailureRules::default()
+        };
         assert_eq!(
-            decide(&hook, &failed, now, true),
+            decide(&hook, &ok, now, FailureRules::default()),
+            Record::Nothing
+        );
+        assert_eq!(
+            decide(&hook, &failed, now, timeouts),
             Record::Failure {
                 at: now,
                 reason: "HTTP 500".into(),
@@ -884,7 +905,43 @@ mod tests {
             }
         );
         hook.failing_since = Some(now);
-        assert_eq!(decide(&hook, &ok, now, false), Record::Recovered);
+        assert_eq!(
+            decide(&hook, &ok, now, FailureRules::default()),
+            Record::Recovered
+        );
+    }
+
+    #[test]
+    fn a_410_disables_at_once_only_when_the_option_is_on() {
+        let now = Timestamp::now();
+        let hook = webhook();
+        let gone = Outcome::Failed {
+            reason: FailureReason::Status(410),
+        };
+        let on = FailureRules {
+            disable_on_gone: true,
+            ..FailureRules::default()
+        };
+        assert_eq!(decide(&hook, &gone, now, on), Record::Gone { at: now });
+        assert_eq!(
+            decide(&hook, &gone, now, FailureRules::default()),
+            Record::Failure {
+                at: now,
+                reason: "HTTP 410".into(),
+                due_now: false
+            }
+        );
+        let other = Outcome::Failed {
+            reason: FailureReason::Status(404),
+        };
+        assert!(matches!(
+            decide(&hook, &other, now, on),
+            Record::Failure { .. }
+        ));
+        assert_eq!(
+            decide(&hook, &Outcome::Delivered { status: 200 }, now, on),
+            Record::Nothing
+        );
     }
 
     #[test]
@@ -894,8 +951,12 @@ mod tests {
             reason: FailureReason::Timeout(DEFAULT_DEADLINE),
         };
         let due = |on| {
+            let rules = FailureRules {
+                disable_on_timeout: on,
+                disable_on_gone: true,
+            };
             matches!(
-                decide(&hook, &timeout, Timestamp::now(), on),
+                decide(&hook, &timeout, Timestamp::now(), rules),
                 Record::Failure { due_now: true, .. }
             )
         };

@@ -15,8 +15,8 @@ pub mod webhook;
 pub use address::{AddressClass, AddressPolicy, BlockedAddress};
 pub use catalog::{Entity, EventName};
 pub use delivery::{
-    DeliveryMessage, Dispatch, Event, FailureReason, Fault, Outcome, PublishInput, Record, Skip,
-    Verdict,
+    DeliveryMessage, Dispatch, Event, FailureReason, FailureRules, Fault, Outcome, PublishInput,
+    Record, Skip, Verdict,
 };
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;

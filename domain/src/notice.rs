@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::delivery::GONE_REASON;
 use super::{Timestamp, Webhook};
 
 /// The default window: failing for more than 2 days.
@@ -147,9 +148,17 @@ pub fn disable_notice(webhook: &Webhook, settings: &NoticeSettings, window: Dura
     let window = humantime::format_duration(window).to_string();
     let link = settings.settings_link(webhook);
 
+    let why = if webhook.disabled_reason.as_deref() == Some(GONE_REASON) {
+        "Its endpoint answered 410 Gone, so it was disabled at once and no events are sent to it now."
+            .to_owned()
+    } else {
+        format!(
+            "It had not delivered successfully for more than {window}, so no events are sent to it now."
+        )
+    };
     let mut text = format!(
         "Your webhook \"{title}\" in project {project} was disabled on {disabled_at}.\n\n\
-         It had not delivered successfully for more than {window}, so no events are sent to it now.\n\n\
+         {why}\n\n\
          Project:        {project}\n\
          Webhook:        {title}\n\
          Endpoint:       {endpoint}\n\
@@ -167,7 +176,7 @@ pub fn disable_notice(webhook: &Webhook, settings: &NoticeSettings, window: Dura
     let mut html = format!(
         "<!doctype html><html><body>\
          <p>Your webhook <strong>{title}</strong> in project <strong>{project}</strong> was disabled on {disabled_at}.</p>\
-         <p>It had not delivered successfully for more than {window}, so no events are sent to it now.</p>\
+         <p>{why}</p>\
          <table>\
          <tr><th align=\"left\">Project</th><td>{project}</td></tr>\
          <tr><th align=\"left\">Webhook</th><td>{title}</td></tr>\
@@ -180,7 +189,7 @@ pub fn disable_notice(webhook: &Webhook, settings: &NoticeSettings, window: Dura
         title = e(&webhook.title),
         project = e(project),
         disabled_at = e(&disabled_at),
-        window = e(&window),
+        why = e(&why),
         endpoint = e(webhook.endpoint.as_str()),
         since = e(&since),
         last_error = e(last_error),
@@ -284,6 +293,24 @@ mod tests {
             )
         );
         assert!(mail.text.contains(&title) && mail.html.contains(&title));
+    }
+
+    #[test]
+    fn a_webhook_disabled_by_a_410_is_told_so_not_the_window() {
+        let mut hook = webhook("Gone", "https://example.com/");
+        let window = humantime::format_duration(DEFAULT_WINDOW).to_string();
+        let usual = disable_notice(&hook, &settings(), DEFAULT_WINDOW);
+        assert!(usual.text.contains(&format!("for more than {window}")));
+        assert!(!usual.text.contains("410"));
+        hook.disabled_reason = Some(crate::delivery::GONE_REASON.into());
+        let gone = disable_notice(&hook, &settings(), DEFAULT_WINDOW);
+        for body in [&gone.text, &gone.html] {
+            assert!(
+                body.contains("answered 410 Gone, so it was disabled at once"),
+                "{body}"
+            );
+            assert!(!body.contains(&format!("for more than {window}")), "{body}");
+        }
     }
 
     #[test]

@@ -182,7 +182,8 @@ mod tests {
         );
         assert_eq!(
             retry_delay(s, 1, 0.0, Some(hour * 100)),
-            Some(MAX_RETRY_AFTER)
+            Some(Duration::from_secs(86_400)),
+            "at most a day"
         );
         assert_eq!(
             retry_delay(s, 10, 0.0, Some(hour)),
@@ -219,13 +220,13 @@ mod tests {
     #[test]
     fn a_long_wait_hops_through_the_queue_fifteen_minutes_at_a_time() {
         let now = at("2026-11-29T12:00:00Z");
+        // SQS delays a message at most 900 seconds.
+        let most = Some(Duration::from_secs(900));
+        assert_eq!(hop_delay(now, at("2026-11-29T14:00:00Z")), most);
+        assert_eq!(hop_delay(now, at("2026-11-29T12:15:00Z")), most);
         assert_eq!(
-            hop_delay(now, at("2026-11-29T14:00:00Z")),
-            Some(MAX_QUEUE_DELAY)
-        );
-        assert_eq!(
-            hop_delay(now, at("2026-11-29T12:15:00Z")),
-            Some(MAX_QUEUE_DELAY)
+            hop_delay(now, at("2026-11-29T12:14:59Z")),
+            Some(Duration::from_secs(899))
         );
         assert_eq!(
             hop_delay(now, at("2026-11-29T12:00:05Z")),

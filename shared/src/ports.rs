@@ -150,6 +150,16 @@ pub trait DeliveryStore: Send + Sync {
         webhook: &Webhook,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Disables the webhook at once because its endpoint answered 410 Gone
+    /// (with `DisableOnGone`), records the failure, and files the owner's
+    /// e-mail for the next sweep, as an auto-disable does. Only while the
+    /// webhook is enabled: a sweep or a person that disabled it first wins.
+    fn disable_gone(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The signing secret of a webhook stored before deliveries were signed:
     /// `fresh`, stored, unless a concurrent write gave it one first (then
     /// that one). Deliveries are never sent unsigned.

@@ -543,6 +543,14 @@ impl shared::ports::DeliveryStore for HangingWrites {
         self.0.record_recovery(webhook).await
     }
 
+    async fn disable_gone(
+        &self,
+        webhook: &shared::domain::Webhook,
+        at: shared::domain::Timestamp,
+    ) -> Result<(), shared::ports::StoreError> {
+        self.0.disable_gone(webhook, at).await
+    }
+
     async fn assign_signing_secret(
         &self,
         webhook: &shared::domain::Webhook,

@@ -439,6 +439,76 @@ async fn out_of_time_takes_no_new_work_and_the_next_run_continues() {
 }
 
 #[tokio::test]
+async fn with_disable_on_gone_a_410_disables_at_once_and_the_owner_gets_one_e_mail() {
+    let stack = Stack::start().await;
+    let rx = integration_tests::receiver::Receiver::start().await;
+    let owner = unique_address("gone");
+    let mut body = body_with("Gone hook", &[&owner]);
+    body["endpoint"] = json!(rx.url("/gone?status=410"));
+    body["events"] = json!(["run.completed"]);
+    let hook = failing(&stack, "GONE", body.clone(), None).await;
+    body["endpoint"] = json!(rx.url("/gone-kept?status=410"));
+    let kept = failing(&stack, "GONE", body, None).await;
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap();
+    let rules = shared::domain::FailureRules {
+        disable_on_timeout: false,
+        disable_on_gone: true,
+    };
+    let gone_sender = sender::Sender::new(stack.api.store.clone(), http, 10).with_rules(rules);
+    // Only the first webhook's delivery goes through the sender with the
+    // option on; the second one's through the default sender.
+    let store = &stack.api.store;
+    store
+        .update(
+            &kept.project,
+            kept.id,
+            &shared::domain::WebhookChanges {
+                events: Some(
+                    [shared::domain::EventName::CaseCreated]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    stack.publish("GONE", "run.completed", json!({})).await;
+    sender::poller::poll_once(&gone_sender, &stack.sqs, &stack.api.queue_url, 0)
+        .await
+        .unwrap();
+    stack.publish("GONE", "case.created", json!({})).await;
+    stack.deliver_all().await;
+    assert_eq!((rx.at("/gone").len(), rx.at("/gone-kept").len()), (1, 1));
+
+    let disabled = view(&stack, &hook).await;
+    assert_eq!(
+        disabled["status"], "disabled",
+        "disabled at once, before any sweep"
+    );
+    assert_eq!(disabled["disabled_reason"], "endpoint answered 410 Gone");
+    assert_eq!(disabled["last_failure_reason"], "HTTP 410");
+    let failing_view = view(&stack, &kept).await;
+    assert_eq!(
+        failing_view["status"], "failing",
+        "without the option a 410 is a failure"
+    );
+
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    let report = sweeper.sweep(Timestamp::now(), later()).await.unwrap();
+    assert_eq!((report.disabled, report.mailed), (0, 1), "{report:?}");
+    let mails = sent_to(&owner).await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].body.contains("410 Gone"), "{}", mails[0].body);
+    let again = sweeper.sweep(Timestamp::now(), later()).await.unwrap();
+    assert_eq!(again, SweepReport::default());
+    assert_eq!(sent_to(&owner).await.len(), 1);
+}
+
+#[tokio::test]
 async fn with_the_option_on_a_first_timeout_is_disabled_at_the_next_sweep() {
     let stack = Stack::start().await;
     let rx = integration_tests::receiver::Receiver::start().await;
@@ -450,7 +520,12 @@ async fn with_the_option_on_a_first_timeout_is_disabled_at_the_next_sweep() {
     let http =
         shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(1))
             .unwrap();
-    let sender = sender::Sender::new(stack.api.store.clone(), http, 10).disable_on_timeout(true);
+    let sender = sender::Sender::new(stack.api.store.clone(), http, 10).with_rules(
+        shared::domain::FailureRules {
+            disable_on_timeout: true,
+            disable_on_gone: false,
+        },
+    );
     stack.publish("TIMEOUT", "run.completed", json!({})).await;
     let poll = sender::poller::poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)
         .await

@@ -411,7 +411,7 @@ fn every_functions_environment_satisfies_its_configuration() {
     let lookup = |k: &str| sender_env.get(k).cloned();
     let config = sender::SenderConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(config.deadline, Duration::from_secs(15));
-    assert!(!config.disable_on_timeout);
+    assert_eq!(config.rules, shared::domain::FailureRules::default());
     assert!(
         config.addresses.allow_list().is_empty(),
         "no allow-list when deployed"

@@ -22,8 +22,8 @@ use shared::domain::retry::{
     MAX_QUEUE_DELAY, STANDARD_SCHEDULE, hop_delay, parse_retry_after, random_jitter, retry_delay,
 };
 use shared::domain::{
-    AddressPolicy, DeliveryMessage, Fault, Outcome, Record, RetryPolicy, SigningSecret, Timestamp,
-    Verdict, Webhook,
+    AddressPolicy, DeliveryMessage, FailureRules, Fault, Outcome, Record, RetryPolicy,
+    SigningSecret, Timestamp, Verdict, Webhook,
 };
 use shared::ports::{DeliveryQueue, DeliveryStore, EnqueueError, StoreError, WebhookKey};
 use tokio::time::timeout_at;
@@ -46,8 +46,8 @@ pub struct SenderConfig {
     pub concurrency: usize,
     /// `ENDPOINT_ALLOW_CIDRS`, empty (off) by default.
     pub addresses: AddressPolicy,
-    /// `DISABLE_ON_TIMEOUT`, default false.
-    pub disable_on_timeout: bool,
+    /// `DISABLE_ON_TIMEOUT` and `DISABLE_ON_GONE`, both false by default.
+    pub rules: FailureRules,
     /// `DELIVERY_QUEUE_URL`: where retries are queued. Without it, webhooks
     /// with `retry_policy: "standard"` get one attempt too.
     pub queue_url: Option<String>,
@@ -63,7 +63,10 @@ impl SenderConfig {
             deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
             concurrency: env.count("SENDER_CONCURRENCY", DEFAULT_CONCURRENCY)?,
             addresses: AddressPolicy::with_allow_list(env.cidrs("ENDPOINT_ALLOW_CIDRS")?),
-            disable_on_timeout: env.flag("DISABLE_ON_TIMEOUT", false)?,
+            rules: FailureRules {
+                disable_on_timeout: env.flag("DISABLE_ON_TIMEOUT", false)?,
+                disable_on_gone: env.flag("DISABLE_ON_GONE", false)?,
+            },
             queue_url: env.optional("DELIVERY_QUEUE_URL"),
             retry_schedule: match env.optional("RETRY_SCHEDULE") {
                 None => STANDARD_SCHEDULE.to_vec(),
@@ -116,7 +119,7 @@ pub struct Sender<S, Q = NoRetries> {
     store: S,
     http: HttpPoster,
     concurrency: usize,
-    disable_on_timeout: bool,
+    rules: FailureRules,
     retries: Option<Retries<Q>>,
 }
 
@@ -126,7 +129,7 @@ impl<S: DeliveryStore> Sender<S> {
             store,
             http,
             concurrency: concurrency.max(1),
-            disable_on_timeout: false,
+            rules: FailureRules::default(),
             retries: None,
         }
     }
@@ -138,16 +141,16 @@ impl<S: DeliveryStore> Sender<S> {
             store: self.store,
             http: self.http,
             concurrency: self.concurrency,
-            disable_on_timeout: self.disable_on_timeout,
+            rules: self.rules,
             retries: Some(Retries { queue, schedule }),
         }
     }
 }
 
 impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
-    /// Makes a timeout mark the webhook due for disabling at the next sweep.
-    pub fn disable_on_timeout(mut self, on: bool) -> Self {
-        self.disable_on_timeout = on;
+    /// What to do about timeouts and 410 Gone beyond recording them.
+    pub fn with_rules(mut self, rules: FailureRules) -> Self {
+        self.rules = rules;
         self
     }
 
@@ -282,7 +285,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             }
         }
         let latency_ms = started.elapsed().as_millis() as u64;
-        let record = decide(webhook, &outcome, Timestamp::now(), self.disable_on_timeout);
+        let record = decide(webhook, &outcome, Timestamp::now(), self.rules);
         // Bounded by the invocation: an unfinished write is logged, and the
         // delivery is still acknowledged (it was sent). A healthy delivery
         // writes nothing and sets no timer.
@@ -363,6 +366,10 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                     .record_failure(webhook, at, &reason, due_now)
                     .await
             }
+            Record::Gone { at } => {
+                tracing::warn!(webhook_id = %webhook.id, project = %webhook.project, "the endpoint answered 410 Gone; webhook disabled");
+                self.store.disable_gone(webhook, at).await
+            }
         }
     }
 }
@@ -435,6 +442,6 @@ mod tests {
         assert_eq!(config.deadline, Duration::from_secs(15));
         assert_eq!(config.concurrency, 10);
         assert_eq!(config.addresses, AddressPolicy::public_only());
-        assert!(!config.disable_on_timeout);
+        assert_eq!(config.rules, FailureRules::default());
     }
 }

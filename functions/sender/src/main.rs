@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         http,
         config.concurrency,
     )
-    .disable_on_timeout(config.disable_on_timeout);
+    .with_rules(config.rules);
     match config.queue_url {
         Some(url) => {
             let sender = sender.with_retries(SqsQueue::from_sdk(&sdk, url), config.retry_schedule);

@@ -194,7 +194,9 @@ impl DeliveryQueue for SqsQueue {
         body: String,
         delay: std::time::Duration,
     ) -> Result<(), EnqueueError> {
-        let seconds = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
+        // Whole seconds, rounded up: a message is never visible early.
+        let whole = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        let seconds = i32::try_from(whole.min(900)).unwrap_or(900);
         self.client
             .send_message()
             .queue_url(&self.url)

@@ -12,7 +12,8 @@ use super::schema::{
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, to_value, unavailable};
-use crate::domain::{SigningSecret, Timestamp, Webhook, WebhookId};
+use crate::domain::delivery::GONE_REASON;
+use crate::domain::{FailureReason, SigningSecret, Timestamp, Webhook, WebhookId};
 use crate::ports::{DeliveryStore, StoreError, WebhookKey};
 
 /// Most keys one `BatchGetItem` takes.
@@ -120,6 +121,38 @@ fn recovery_update() -> Update {
     update
 }
 
+/// The update `disable_gone` makes: disabled, the failure recorded, the
+/// e-mail pending in the sweeper's `NOTICE` partition (which needs
+/// `failing_since`, the index's sort key); only while enabled.
+fn gone_update(at: Timestamp) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    let enabled = update.name(attr::ENABLED);
+    let since = update.name(attr::FAILING_SINCE);
+    update
+        .set(attr::ENABLED, AttributeValue::Bool(false))
+        .set(attr::DISABLED_AT, to_value(&at)?)
+        .set(attr::DISABLED_REASON, s(GONE_REASON))
+        .set(attr::UPDATED_AT, to_value(&at)?)
+        .set(attr::LAST_FAILURE_AT, to_value(&at)?)
+        .set(
+            attr::LAST_FAILURE_REASON,
+            s(FailureReason::Status(410).to_string()),
+        )
+        .set_expr(
+            attr::FAILING_SINCE,
+            &format!("if_not_exists({since}, :gone_at)"),
+        )
+        .set(attr::FAILING_PK, s(NOTICE_PARTITION))
+        .add(attr::FAILURE_COUNT, ":one")
+        .remove(attr::NOTICE_CLAIMED_AT)
+        .remove(attr::NOTICE_SENT_AT)
+        .condition(format!("{enabled} = :on"))
+        .value(":on", AttributeValue::Bool(true))
+        .value(":one", AttributeValue::N("1".into()))
+        .value(":gone_at", to_value(&at)?);
+    Ok(update)
+}
+
 impl DeliveryStore for DynamoStore {
     async fn get_many(
         &self,
@@ -169,6 +202,12 @@ impl DeliveryStore for DynamoStore {
         self.ensure_signing_secret(&webhook.project, webhook.id, fresh)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        self.update_webhook(&webhook.project, webhook.id, gone_update(at)?)
+            .await
+            .map(drop)
     }
 }
 
