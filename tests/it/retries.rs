@@ -37,7 +37,14 @@ async fn deliver_until(stack: &Stack, limit: Duration, done: impl Fn() -> bool) 
 async fn a_standard_webhook_is_delivered_on_the_third_attempt() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let id = webhook(&stack, &rx.url("/flaky?fail_first=2"), "standard").await;
+    let (created, secret) = stack
+        .api
+        .create_signed_webhook(
+            "RETRY",
+            json!({"title": "retried", "endpoint": rx.url("/flaky?fail_first=2"), "events": ["run.completed"], "retry_policy": "standard"}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
     stack
         .publish("RETRY", "run.completed", json!({"id": 1}))
         .await;
@@ -48,6 +55,12 @@ async fn a_standard_webhook_is_delivered_on_the_third_attempt() {
     let got = rx.at("/flaky");
     assert_eq!(got.len(), 3, "503, 503, then 200");
     // One delivery, one event: the ids stay; the attempts are spaced by the schedule.
+    // Every attempt is signed anew (its own timestamp) and verifies with
+    // the reference library.
+    for request in &got {
+        integration_tests::standard_webhooks_verify(&secret, &request.body, &request.headers)
+            .unwrap();
+    }
     for request in &got[1..] {
         assert_eq!(
             request.header("x-qase-delivery-id"),
