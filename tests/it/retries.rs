@@ -152,3 +152,99 @@ async fn a_webhook_disabled_mid_schedule_gets_no_more_attempts() {
     deliver_until(&stack, Duration::from_secs(8), || false).await;
     assert_eq!(rx.at("/stopped").len(), 1, "the pending retry was dropped");
 }
+
+#[tokio::test]
+async fn a_retry_that_cannot_be_queued_returns_the_attempt_after_recording_the_failure() {
+    use shared::domain::{
+        DeliveryMessage, ProjectCode, PublishInput, Timestamp, Verdict, WebhookId,
+    };
+    use shared::ports::WebhookStore;
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let id = webhook(&stack, &rx.url("/unqueued?status=503"), "standard").await;
+    let project = ProjectCode::parse("RETRY").unwrap();
+    let hook = stack
+        .api
+        .store
+        .get(&project, WebhookId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event =
+        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
+            .unwrap()
+            .validate(project, Timestamp::now())
+            .unwrap();
+    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
+    // A queue that refuses every message.
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap();
+    let sender = sender::Sender::new(stack.api.store.clone(), http, 10)
+        .with_retries(sender::NoRetries, vec![Duration::from_secs(1)]);
+    let verdict = sender
+        .deliver(message, Some(&hook), integration_tests::sender_deadline())
+        .await;
+    assert_eq!(
+        verdict,
+        Verdict::Returned(shared::domain::Fault::QueueUnavailable)
+    );
+    assert_eq!(rx.at("/unqueued").len(), 1, "POSTed once");
+    let view = stack.get("RETRY", &id).await;
+    assert_eq!(
+        view["status"], "failing",
+        "the failure is recorded all the same"
+    );
+    assert_eq!(view["last_failure_reason"], "HTTP 503");
+}
+
+#[tokio::test]
+async fn a_retry_due_in_an_hour_hops_through_the_queue_without_a_post() {
+    use shared::domain::{
+        DeliveryMessage, ProjectCode, PublishInput, Timestamp, Verdict, WebhookId,
+    };
+    use shared::ports::WebhookStore;
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let id = webhook(&stack, &rx.url("/later"), "standard").await;
+    let project = ProjectCode::parse("RETRY").unwrap();
+    let hook = stack
+        .api
+        .store
+        .get(&project, WebhookId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event =
+        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
+            .unwrap()
+            .validate(project, Timestamp::now())
+            .unwrap();
+    let due = Timestamp::now().after(Duration::from_secs(3600));
+    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap()).into_retry(due);
+    let verdict = stack
+        .sender
+        .deliver(message, Some(&hook), integration_tests::sender_deadline())
+        .await;
+    assert_eq!(verdict, Verdict::Deferred);
+    assert!(
+        rx.received().is_empty(),
+        "nothing is POSTed before it is due"
+    );
+    let attributes = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.api.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attributes
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        })
+        .cloned();
+    assert_eq!(delayed.as_deref(), Some("1"), "queued again, delayed");
+    assert!(stack.receive().await.is_empty(), "and not visible yet");
+}

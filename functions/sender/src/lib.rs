@@ -226,6 +226,15 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             Ok(webhook) => webhook,
             Err(skip) => return unsent(&message, Verdict::Skipped(skip)),
         };
+        // A retry that is not due yet hops through the queue again.
+        if let (Some(retries), Some(not_before)) = (&self.retries, message.not_before)
+            && let Some(delay) = hop_delay(Timestamp::now(), not_before)
+        {
+            return match self.requeue(retries, &message, delay, ends).await {
+                Ok(()) => unsent(&message, Verdict::Deferred),
+                Err(()) => unsent(&message, Verdict::Returned(Fault::QueueUnavailable)),
+            };
+        }
         let signing = match &webhook.signing_secret {
             Some(secret) => Cow::Borrowed(secret),
             None => match self.assign_signing_secret(webhook, ends).await {
@@ -236,15 +245,6 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                 }
             },
         };
-        // A retry that is not due yet hops through the queue again.
-        if let (Some(retries), Some(not_before)) = (&self.retries, message.not_before)
-            && let Some(delay) = hop_delay(Timestamp::now(), not_before)
-        {
-            return match self.requeue(retries, &message, delay).await {
-                Ok(()) => unsent(&message, Verdict::Deferred),
-                Err(()) => unsent(&message, Verdict::Returned(Fault::QueueUnavailable)),
-            };
-        }
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
             return unsent(&message, Verdict::Returned(Fault::OutOfTime));
@@ -263,29 +263,9 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             Err(reason) => Outcome::Failed { reason }.into(),
         };
         let outcome = answer.outcome;
-        let mut retry_in = None;
-        if let (Outcome::Failed { .. }, Some(next), Some(retries)) = (&outcome, next, &self.retries)
-        {
-            let now = Timestamp::now();
-            let asked = answer
-                .retry_after
-                .as_deref()
-                .and_then(|raw| parse_retry_after(raw, now));
-            if let Some(wait) = retry_delay(&retries.schedule, attempt, random_jitter(), asked) {
-                let retry = next.into_retry(now.after(wait));
-                if self
-                    .requeue(retries, &retry, wait.min(MAX_QUEUE_DELAY))
-                    .await
-                    .is_err()
-                {
-                    tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, attempt, "could not queue the retry; the attempt goes back to the queue");
-                    return Verdict::Returned(Fault::QueueUnavailable);
-                }
-                retry_in = Some(wait.as_millis() as u64);
-            }
-        }
         let latency_ms = started.elapsed().as_millis() as u64;
         let record = decide(webhook, &outcome, Timestamp::now(), self.rules);
+        let disabled_now = matches!(record, Record::Gone { .. });
         // Bounded by the invocation: an unfinished write is logged, and the
         // delivery is still acknowledged (it was sent). A healthy delivery
         // writes nothing and sets no timer.
@@ -302,12 +282,36 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         if let Err(err) = recorded {
             tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
         }
+        // The next attempt, for a webhook that asked for retries (a 410 that
+        // disabled it gets none). If it cannot be queued, this attempt goes
+        // back to the queue instead, so the delivery is not lost.
+        let mut retry_in = None;
+        let mut verdict = None;
+        if let (Outcome::Failed { .. }, Some(next), Some(retries)) = (&outcome, next, &self.retries)
+            && !disabled_now
+        {
+            let now = Timestamp::now();
+            let asked = answer
+                .retry_after
+                .as_deref()
+                .and_then(|raw| parse_retry_after(raw, now));
+            if let Some(wait) = retry_delay(&retries.schedule, attempt, random_jitter(), asked) {
+                let retry = next.into_retry(now.after(wait));
+                match self
+                    .requeue(retries, &retry, wait.min(MAX_QUEUE_DELAY), ends)
+                    .await
+                {
+                    Ok(()) => retry_in = Some(wait.as_millis() as u64),
+                    Err(()) => verdict = Some(Verdict::Returned(Fault::QueueUnavailable)),
+                }
+            }
+        }
         let reason = match &outcome {
             Outcome::Delivered { .. } => None,
             Outcome::Failed { reason } => Some(reason.to_string()),
         };
         let status = outcome.status();
-        let verdict = Verdict::Sent(outcome);
+        let verdict = verdict.unwrap_or(Verdict::Sent(outcome));
         tracing::info!(
             delivery_id = %delivery_id,
             project = %project,
@@ -325,18 +329,28 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     }
 
     /// Queues `message` again, invisible for `delay`.
+    /// Bounded by the invocation's end, like every AWS call of the handler.
     async fn requeue(
         &self,
         retries: &Retries<Q>,
         message: &DeliveryMessage,
         delay: Duration,
+        ends: Instant,
     ) -> Result<(), ()> {
         let body = message.encode().map_err(|err| {
             tracing::error!(delivery_id = %message.delivery_id, error = %err, "could not encode the retry");
         })?;
-        retries.queue.enqueue_delayed(body, delay).await.map_err(|err| {
-            tracing::error!(delivery_id = %message.delivery_id, error = %shared::error_chain(&err), "could not queue the retry");
-        })
+        match timeout_at(ends.into(), retries.queue.enqueue_delayed(body, delay)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::error!(delivery_id = %message.delivery_id, error = %shared::error_chain(&err), "could not queue the retry; the attempt goes back to the queue");
+                Err(())
+            }
+            Err(_) => {
+                tracing::error!(delivery_id = %message.delivery_id, "queueing the retry did not finish before the invocation's deadline; the attempt goes back to the queue");
+                Err(())
+            }
+        }
     }
 }
 
