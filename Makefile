@@ -12,7 +12,7 @@ INSPECTOR_PORT ?= 3001
 EMULATOR_PORT ?= 4566
 MUTANTS_VERSION := 27.1.0
 
-.PHONY: help setup test lint fmt clean dev build smoke bench invoke mutants
+.PHONY: help setup test lint fmt clean dev build smoke bench invoke mutants ui-test screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ smoke: setup ## Start make dev, deliver one event, run make invoke for each func
 
 invoke: setup ## Run a handler on an event against make dev: FUNCTION=SenderFunction EVENT=events/sqs-delivery.json
 	FUNCTION="$(FUNCTION)" EVENT="$(EVENT)" EMULATOR_PORT=$(EMULATOR_PORT) scripts/invoke.sh
+
+ui-test: setup ## The settings page in headless Chromium (Debian's, installed with apt-get if missing), driven by Playwright
+	scripts/ui-test.sh
+
+screenshots: setup ## Regenerate the settings page screenshots in docs/ (the README shows them)
+	SCREENSHOTS=$(CURDIR)/docs scripts/ui-test.sh
 
 mutants: ## Mutation testing of the pure rules (domain/): fails on any surviving mutant
 	@cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants $(MUTANTS_VERSION)' \

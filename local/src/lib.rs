@@ -327,6 +327,7 @@ fn print_banner(
         r#"
 Project webhooks, running locally
   config API    {api}
+  settings page {api}/ui/   (sign in with the admin token, project DEMO)
   admin token   {admin}
   inspector     {inspector}/<name>   (GET it to see what arrived)
   AWS emulator  {emulator}   (dead-letter queue: {dlq})

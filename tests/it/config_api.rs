@@ -770,3 +770,71 @@ async fn inputs_that_could_never_be_delivered_are_refused_with_the_field() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.text.contains("could never match"), "{}", reply.text);
 }
+
+#[tokio::test]
+async fn me_names_the_tokens_reach() {
+    let api = Api::start().await;
+    let admin = api.admin("GET", "/me", None).await;
+    assert_eq!(admin.status, StatusCode::OK);
+    assert_eq!(admin.body, json!({"role": "admin"}));
+    let token = api.project_token("MINE").await;
+    let mine = api.call("GET", "/me", Some(&token), None).await;
+    assert_eq!(mine.body, json!({"role": "project", "project": "MINE"}));
+    assert_eq!(
+        api.call("GET", "/me", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_settings_page_is_served_without_a_token_under_a_strict_policy() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let api = Api::start().await;
+    let get = |path: &str, etag: Option<&str>| {
+        let mut request = Request::get(path);
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        api.send(request.body(Body::empty()).unwrap())
+    };
+    for (path, kind, needle) in [
+        ("/ui/", "text/html", "<title>Webhooks settings</title>"),
+        ("/ui", "text/html", "<title>Webhooks settings</title>"),
+        ("/ui/app.js", "text/javascript", "textContent"),
+        ("/ui/app.css", "text/css", "--accent"),
+    ] {
+        let reply = get(path, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(
+            reply.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(reply.text.contains(needle), "{path}");
+        let csp = reply.header("content-security-policy").unwrap();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        // Cached by ETag: the same version answers 304 without a body.
+        let etag = reply.header("etag").unwrap().to_owned();
+        let again = get(path, Some(&etag)).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(again.text.is_empty());
+        let stale = get(path, Some("\"0000000000000000\"")).await;
+        assert_eq!(stale.status, StatusCode::OK);
+    }
+    // The API around it still wants a token.
+    let reply = api.call("GET", "/projects/DEMO/webhooks", None, None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get("/ui/missing.js", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -167,7 +167,10 @@ pub mod api {
                 .expect("body")
                 .to_bytes();
             let text = String::from_utf8(bytes.to_vec()).expect("utf-8 body");
-            let body = if text.is_empty() {
+            let json = headers
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            let body = if text.is_empty() || !json {
                 Value::Null
             } else {
                 serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"))

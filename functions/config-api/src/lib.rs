@@ -21,6 +21,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod ui;
 pub mod view;
 
 pub use auth::{AdminToken, Principal};
@@ -115,12 +116,15 @@ pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
             "/projects/{project}/tokens/{id}",
             delete(tokens::revoke::<S, Q>),
         )
+        .route("/me", get(tokens::me))
         .route("/event-types", get(catalog::event_types))
         .route("/openapi.json", get(catalog::openapi))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate::<S, Q>,
         ))
+        // The settings page's static files need no token.
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn(log_request))

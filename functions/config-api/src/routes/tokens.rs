@@ -1,5 +1,6 @@
 //! `POST /projects/{project}/tokens` and `DELETE /projects/{project}/tokens/{id}`:
 //! admin only. The token is in the 201 response and nowhere else, ever.
+//! `GET /me`: what the presented token may reach.
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -62,4 +63,25 @@ pub async fn revoke<S: Store, Q: Queue>(
         .map_err(|e| ApiError::from_store(e, "token"))?;
     tracing::info!(token_id = %id, project = %project, "token revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /me`: whether the token is the admin's, or a project's and which.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectCode>,
+}
+
+pub async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
+    Json(match principal {
+        Principal::Admin => Me {
+            role: "admin",
+            project: None,
+        },
+        Principal::Project(project) => Me {
+            role: "project",
+            project: Some(project),
+        },
+    })
 }

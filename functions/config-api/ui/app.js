@@ -1,0 +1,297 @@
+// The settings page: every call goes to the config API with the token the
+// user pasted (kept in sessionStorage only). Tenant-written text is always
+// inserted with textContent, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: null, project: null, catalog: null, editing: null };
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const error = new Error((data && data.error && data.error.message) || `HTTP ${response.status}`);
+    error.field = data && data.error ? data.error.field : null;
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function projectPath(rest = "") {
+  return `/projects/${encodeURIComponent(state.project)}/webhooks${rest}`;
+}
+
+function show(section) {
+  for (const id of ["sign-in", "webhooks", "editor"]) $(id).hidden = id !== section;
+  $("sign-out").hidden = section === "sign-in";
+}
+
+// ---- sign-in ----
+async function signIn(token, project) {
+  state.token = token;
+  const me = await api("GET", "/me");
+  if (me.role === "project") {
+    state.project = me.project;
+  } else if (project) {
+    state.project = project;
+  } else {
+    const error = new Error("An admin token needs a project code.");
+    error.field = "project";
+    throw error;
+  }
+  sessionStorage.setItem("token", token);
+  sessionStorage.setItem("project", state.project);
+  $("who").textContent = `Project ${state.project} · ${me.role === "admin" ? "admin" : "project"} token`;
+  await showList();
+}
+
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("sign-in-error").textContent = "";
+  try {
+    await signIn($("token").value.trim(), $("project").value.trim());
+    $("token").value = "";
+  } catch (error) {
+    state.token = null;
+    $("sign-in-error").textContent = error.status === 401 ? "That token is not valid." : error.message;
+  }
+});
+
+$("sign-out").addEventListener("click", () => {
+  sessionStorage.clear();
+  state.token = state.project = null;
+  $("who").textContent = "";
+  $("list").replaceChildren();
+  show("sign-in");
+});
+
+// ---- list ----
+function when(timestamp) {
+  return timestamp ? new Date(timestamp).toLocaleString() : "";
+}
+
+function statusOf(hook) {
+  const badge = el("span", { class: `badge ${hook.status}`, text: hook.status });
+  let detail = "";
+  if (hook.status === "failing") {
+    detail = `Failing since ${when(hook.failing_since)}: ${hook.last_failure_reason || "unknown"} (${hook.failure_count} failures)`;
+  } else if (hook.status === "disabled" && hook.disabled_at) {
+    detail = `Disabled ${when(hook.disabled_at)}${hook.disabled_reason ? `: ${hook.disabled_reason}` : ""}`;
+  }
+  return [badge, detail];
+}
+
+function card(hook) {
+  const [badge, detail] = statusOf(hook);
+  const toggle = el("input", { type: "checkbox", id: `enabled-${hook.id}`, role: "switch" });
+  toggle.checked = hook.enabled;
+  toggle.addEventListener("change", async () => {
+    toggle.disabled = true;
+    try {
+      await api("PATCH", projectPath(`/${hook.id}`), { enabled: toggle.checked });
+      await showList();
+    } catch (error) {
+      $("list-error").textContent = error.message;
+      toggle.checked = !toggle.checked;
+      toggle.disabled = false;
+    }
+  });
+  const edit = el("button", { type: "button", class: "secondary", text: "Edit" });
+  edit.addEventListener("click", () => openEditor(hook));
+  const remove = el("button", { type: "button", class: "danger", text: "Delete" });
+  remove.addEventListener("click", async () => {
+    if (!window.confirm(`Delete the webhook "${hook.title}"?`)) return;
+    try {
+      await api("DELETE", projectPath(`/${hook.id}`));
+      await showList();
+    } catch (error) {
+      $("list-error").textContent = error.message;
+    }
+  });
+  const events = `${hook.events.length} event${hook.events.length === 1 ? "" : "s"}`;
+  return el("li", { "data-id": hook.id }, [
+    el("div", {}, [el("div", { class: "title", text: hook.title }), el("div", { class: "endpoint", text: `${hook.endpoint} · ${events}` })]),
+    el("div", {}, [badge]),
+    el("div", { class: "status-detail", text: detail }),
+    el("div", { class: "actions" }, [
+      el("label", { for: `enabled-${hook.id}` }, [toggle, "Enabled"]),
+      edit,
+      remove,
+    ]),
+  ]);
+}
+
+async function showList() {
+  $("list-error").textContent = "";
+  show("webhooks");
+  let hooks = [];
+  let cursor = null;
+  try {
+    do {
+      const page = await api("GET", projectPath(`?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`));
+      hooks = hooks.concat(page.webhooks);
+      cursor = page.next_cursor;
+    } while (cursor);
+  } catch (error) {
+    $("list-error").textContent = error.message;
+  }
+  $("list").replaceChildren(...hooks.map(card));
+  $("empty").hidden = hooks.length > 0;
+}
+
+// ---- editor ----
+async function catalog() {
+  if (!state.catalog) state.catalog = (await api("GET", "/event-types")).event_types;
+  return state.catalog;
+}
+
+function eventBoxes(types, selected) {
+  const groups = new Map();
+  for (const type of types) {
+    if (!groups.has(type.entity_label)) groups.set(type.entity_label, []);
+    groups.get(type.entity_label).push(type);
+  }
+  const nodes = [];
+  let n = 0;
+  for (const [label, members] of groups) {
+    n += 1;
+    const all = el("input", { type: "checkbox", id: `all-${n}` });
+    const boxes = members.map((type) => {
+      const box = el("input", { type: "checkbox", name: "events", value: type.name, id: `ev-${type.name}` });
+      box.checked = selected.has(type.name);
+      box.addEventListener("change", () => {
+        all.checked = boxes.every((b) => b.checked);
+      });
+      return el("label", { for: `ev-${type.name}` }, [box, type.label]);
+    });
+    all.checked = boxes.every((b) => b.firstChild.checked);
+    all.addEventListener("change", () => {
+      for (const b of boxes) b.firstChild.checked = all.checked;
+    });
+    nodes.push(
+      el("div", { class: "group" }, [
+        el("div", { class: "group-head" }, [el("label", { for: `all-${n}` }, [all, `${label} (all)`])]),
+        el("div", { class: "events" }, boxes),
+      ]),
+    );
+  }
+  return nodes;
+}
+
+function clearErrors() {
+  for (const node of document.querySelectorAll("#webhook-form .error")) node.textContent = "";
+}
+
+async function openEditor(hook) {
+  state.editing = hook;
+  clearErrors();
+  $("editor-title").textContent = hook ? `Edit “${hook.title}”` : "Create new webhook";
+  $("f-title").value = hook ? hook.title : "";
+  $("f-endpoint").value = hook ? hook.endpoint : "";
+  $("f-secret").value = "";
+  $("f-emails").value = hook ? hook.notify_emails.join("\n") : "";
+  $("f-retry").value = hook ? hook.retry_policy : "none";
+  $("secret-set").hidden = !hook || !hook.has_secret;
+  $("secret-state").textContent = hook && hook.has_secret ? "A secret is set." : "";
+  document.querySelector('input[name="secret-mode"][value="keep"]').checked = true;
+  $("signing").hidden = !hook;
+  $("signing-secret").textContent = "••••••••";
+  $("signing-note").textContent = "";
+  show("editor");
+  try {
+    $("events").replaceChildren(...eventBoxes(await catalog(), new Set(hook ? hook.events : [])));
+  } catch (error) {
+    $("form-error").textContent = error.message;
+  }
+  $("f-title").focus();
+}
+
+$("new-webhook").addEventListener("click", () => openEditor(null));
+$("cancel").addEventListener("click", () => showList());
+
+function formBody() {
+  const body = {
+    title: $("f-title").value.trim(),
+    endpoint: $("f-endpoint").value.trim(),
+    events: [...document.querySelectorAll('input[name="events"]:checked')].map((b) => b.value),
+    notify_emails: $("f-emails").value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean),
+    retry_policy: $("f-retry").value,
+  };
+  const secret = $("f-secret").value;
+  const mode = document.querySelector('input[name="secret-mode"]:checked').value;
+  if (!state.editing || !state.editing.has_secret) {
+    if (secret) body.secret = secret;
+  } else if (mode === "replace") {
+    body.secret = secret;
+  } else if (mode === "remove") {
+    body.secret = null;
+  }
+  return body;
+}
+
+$("webhook-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors();
+  try {
+    if (state.editing) {
+      await api("PATCH", projectPath(`/${state.editing.id}`), formBody());
+    } else {
+      await api("POST", projectPath(), formBody());
+    }
+    await showList();
+  } catch (error) {
+    const target = error.field && $(`${error.field}-error`);
+    (target || $("form-error")).textContent = error.message;
+  }
+});
+
+$("reveal").addEventListener("click", async () => {
+  try {
+    const { signing_secret } = await api("GET", projectPath(`/${state.editing.id}/signing-secret`));
+    $("signing-secret").textContent = signing_secret;
+  } catch (error) {
+    $("signing-note").textContent = error.message;
+  }
+});
+
+$("rotate").addEventListener("click", async () => {
+  if (!window.confirm("Rotate the signing secret? The old one keeps signing for 24 hours.")) return;
+  try {
+    const rotated = await api("POST", projectPath(`/${state.editing.id}/signing-secret/rotate`));
+    $("signing-secret").textContent = rotated.signing_secret;
+    $("signing-note").textContent = `The old secret signs too until ${when(rotated.previous_valid_until)}.`;
+  } catch (error) {
+    $("signing-note").textContent = error.message;
+  }
+});
+
+// ---- start ----
+(async () => {
+  const token = sessionStorage.getItem("token");
+  if (!token) return show("sign-in");
+  try {
+    await signIn(token, sessionStorage.getItem("project"));
+  } catch {
+    sessionStorage.clear();
+    show("sign-in");
+  }
+})();
