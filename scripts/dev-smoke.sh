@@ -13,19 +13,10 @@ export API_PORT INSPECTOR_PORT EMULATOR_PORT
 TOKEN=smoke-admin-token-0123456789
 API=http://127.0.0.1:$API_PORT
 INSPECTOR=http://127.0.0.1:$INSPECTOR_PORT
-log=$(mktemp)
-
-ADMIN_TOKEN=$TOKEN setsid make dev >"$log" 2>&1 &
-group=$!
-stop() { kill -TERM -- "-$group" 2>/dev/null || true; }
-trap 'stop; echo "--- make dev output ---"; cat "$log"' EXIT
-
-for _ in $(seq 1 600); do
-  grep -q '^ready' "$log" && break
-  kill -0 "$group" 2>/dev/null || { echo "make dev exited early"; exit 1; }
-  sleep 0.5
-done
-grep -q '^ready' "$log" || { echo "make dev did not get ready"; exit 1; }
+# shellcheck source=dev-background.sh
+. scripts/dev-background.sh
+trap 'dev_stop; echo "--- make dev output ---"; cat "${DEV_LOG:-/dev/null}"' EXIT
+dev_start "$TOKEN"
 echo "make dev is ready"
 
 curl -fsS "$INSPECTOR/" >/dev/null
@@ -62,16 +53,16 @@ invoke SenderFunction events/sqs-delivery.json '"batchItemFailures": *\[\]'
 invoke SweeperFunction events/scheduled-sweep.json '"examined"'
 rm -f "$event"
 
-stop
+dev_stop
 for _ in $(seq 1 100); do
-  kill -0 "$group" 2>/dev/null || break
+  kill -0 "$DEV_GROUP" 2>/dev/null || break
   sleep 0.1
 done
-if kill -0 "$group" 2>/dev/null; then echo "make dev did not stop"; exit 1; fi
-grep -q '^stopped' "$log" || { echo "make dev did not stop cleanly"; exit 1; }
+if kill -0 "$DEV_GROUP" 2>/dev/null; then echo "make dev did not stop"; exit 1; fi
+grep -q '^stopped' "$DEV_LOG" || { echo "make dev did not stop cleanly"; exit 1; }
 for port in "$API_PORT" "$INSPECTOR_PORT" "$EMULATOR_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port still answers"; exit 1; fi
 done
 trap - EXIT
-rm -f "$log"
+rm -f "$DEV_LOG"
 echo "make dev smoke test passed"

@@ -11,20 +11,12 @@ export INSPECTOR_PORT=${SCHEMATHESIS_INSPECTOR_PORT:-3101}
 export EMULATOR_PORT=${SCHEMATHESIS_EMULATOR_PORT:-4600}
 TOKEN=schemathesis-admin-token-0123456789
 MAX_TIME=${SCHEMATHESIS_MAX_TIME:-75}
+# shellcheck source=dev-background.sh
+. scripts/dev-background.sh
+trap 'dev_stop; rm -f "${DEV_LOG:-}"' EXIT
+dev_start "$TOKEN"
+
 # A fixed seed keeps CI repeatable; set SCHEMATHESIS_SEED to explore others.
-log=$(mktemp)
-
-ADMIN_TOKEN=$TOKEN setsid make --no-print-directory dev >"$log" 2>&1 &
-group=$!
-stop() { kill -TERM -- "-$group" 2>/dev/null || true; }
-trap 'stop; rm -f "$log"' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^ready' "$log" && break
-  kill -0 "$group" 2>/dev/null || { cat "$log"; echo "make dev exited early"; exit 1; }
-  sleep 0.5
-done
-grep -q '^ready' "$log" || { cat "$log"; echo "make dev did not get ready"; exit 1; }
-
 .venv/bin/st run "http://127.0.0.1:$API_PORT/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks all \

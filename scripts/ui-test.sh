@@ -16,18 +16,10 @@ export API_PORT=${UI_API_PORT:-3200}
 export INSPECTOR_PORT=${UI_INSPECTOR_PORT:-3201}
 export EMULATOR_PORT=${UI_EMULATOR_PORT:-4700}
 TOKEN=settings-page-admin-token-0123456789
-log=$(mktemp)
-
-ADMIN_TOKEN=$TOKEN setsid make --no-print-directory dev >"$log" 2>&1 &
-group=$!
-stop() { kill -TERM -- "-$group" 2>/dev/null || true; }
-trap 'stop; rm -f "$log"' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^ready' "$log" && break
-  kill -0 "$group" 2>/dev/null || { cat "$log"; echo "make dev exited early"; exit 1; }
-  sleep 0.5
-done
-grep -q '^ready' "$log" || { cat "$log"; echo "make dev did not get ready"; exit 1; }
+# shellcheck source=dev-background.sh
+. scripts/dev-background.sh
+trap 'dev_stop; rm -f "${DEV_LOG:-}"' EXIT
+dev_start "$TOKEN"
 
 API="http://127.0.0.1:$API_PORT" INSPECTOR="http://127.0.0.1:$INSPECTOR_PORT" TOKEN=$TOKEN \
   CHROMIUM="$(command -v chromium)" .venv/bin/python tests/ui/settings_page.py

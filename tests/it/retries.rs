@@ -23,6 +23,31 @@ async fn webhook(stack: &Stack, endpoint: &str, policy: &str) -> String {
         .to_owned()
 }
 
+/// The stored webhook `id` of project RETRY, and a first-attempt message of
+/// a `run.completed` event for it, as the sender receives them.
+async fn stored_with_message(
+    stack: &Stack,
+    id: &str,
+) -> (shared::domain::Webhook, shared::domain::DeliveryMessage) {
+    use shared::domain::{DeliveryMessage, ProjectCode, PublishInput, Timestamp, WebhookId};
+    use shared::ports::WebhookStore;
+    let project = ProjectCode::parse("RETRY").unwrap();
+    let hook = stack
+        .api
+        .store
+        .get(&project, WebhookId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event =
+        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
+            .unwrap()
+            .validate(project, Timestamp::now())
+            .unwrap();
+    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
+    (hook, message)
+}
+
 /// Delivers until `done` holds or `limit` passes; answers how long it took.
 async fn deliver_until(stack: &Stack, limit: Duration, done: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
@@ -155,27 +180,11 @@ async fn a_webhook_disabled_mid_schedule_gets_no_more_attempts() {
 
 #[tokio::test]
 async fn a_retry_that_cannot_be_queued_returns_the_attempt_after_recording_the_failure() {
-    use shared::domain::{
-        DeliveryMessage, ProjectCode, PublishInput, Timestamp, Verdict, WebhookId,
-    };
-    use shared::ports::WebhookStore;
+    use shared::domain::Verdict;
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     let id = webhook(&stack, &rx.url("/unqueued?status=503"), "standard").await;
-    let project = ProjectCode::parse("RETRY").unwrap();
-    let hook = stack
-        .api
-        .store
-        .get(&project, WebhookId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let event =
-        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
-            .unwrap()
-            .validate(project, Timestamp::now())
-            .unwrap();
-    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
+    let (hook, message) = stored_with_message(&stack, &id).await;
     // A queue that refuses every message.
     let http =
         shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
@@ -200,28 +209,12 @@ async fn a_retry_that_cannot_be_queued_returns_the_attempt_after_recording_the_f
 
 #[tokio::test]
 async fn a_retry_due_in_an_hour_hops_through_the_queue_without_a_post() {
-    use shared::domain::{
-        DeliveryMessage, ProjectCode, PublishInput, Timestamp, Verdict, WebhookId,
-    };
-    use shared::ports::WebhookStore;
+    use shared::domain::{Timestamp, Verdict};
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     let id = webhook(&stack, &rx.url("/later"), "standard").await;
-    let project = ProjectCode::parse("RETRY").unwrap();
-    let hook = stack
-        .api
-        .store
-        .get(&project, WebhookId::parse(&id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let event =
-        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
-            .unwrap()
-            .validate(project, Timestamp::now())
-            .unwrap();
-    let due = Timestamp::now().after(Duration::from_secs(3600));
-    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap()).into_retry(due);
+    let (hook, message) = stored_with_message(&stack, &id).await;
+    let message = message.into_retry(Timestamp::now().after(Duration::from_secs(3600)));
     let verdict = stack
         .sender
         .deliver(message, Some(&hook), integration_tests::sender_deadline())

@@ -264,3 +264,59 @@ async fn the_signing_secret_is_never_in_a_queued_message_or_a_response_it_does_n
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.body["error"]["code"], Value::from("not_found"));
 }
+
+#[tokio::test]
+async fn senders_and_a_read_assigning_a_secret_at_once_all_get_the_one_stored() {
+    use shared::ports::DeliveryStore;
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let (id, _) = signed_webhook(&stack, &rx, "/race").await;
+    let project = ProjectCode::parse("SIGN").unwrap();
+    let hook_id = WebhookId::parse(&id).unwrap();
+    let store = stack.api.store.clone();
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .set_key(Some(shared::adapters::dynamo::schema::webhook_key(
+            &project, hook_id,
+        )))
+        .update_expression("REMOVE signing_secret")
+        .send()
+        .await
+        .unwrap();
+    let legacy = store.get(&project, hook_id).await.unwrap().unwrap();
+    assert!(legacy.signing_secret.is_none());
+    // Four senders (each with its own fresh secret) and four API reads.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (store, legacy, project) = (store.clone(), legacy.clone(), project.clone());
+        racers.spawn(async move {
+            let fresh = SigningSecret::generate().unwrap();
+            if i % 2 == 0 {
+                store.assign_signing_secret(&legacy, fresh).await.unwrap()
+            } else {
+                store
+                    .signing_secret(&project, hook_id, fresh)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = racers.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let stored = store
+        .get(&project, hook_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .signing_secret
+        .unwrap();
+    assert!(
+        answers.iter().all(|a| *a == stored),
+        "one secret, the stored one"
+    );
+}

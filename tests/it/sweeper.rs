@@ -509,6 +509,49 @@ async fn with_disable_on_gone_a_410_disables_at_once_and_the_owner_gets_one_e_ma
 }
 
 #[tokio::test]
+async fn a_410_after_the_sweeper_disabled_the_webhook_changes_nothing_and_mails_once() {
+    use shared::ports::DeliveryStore;
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let owner = unique_address("gone-race");
+    let hook = failing(
+        &stack,
+        "GONERACE",
+        body_with("Raced", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let sweeper = sweeper(&stack.api.store, &verified_sender().await, &owner).await;
+    // The sweeper disables and files the notice (its e-mail not sent yet) ...
+    let disabled = stack
+        .api
+        .store
+        .disable(&hook, now, "no successful delivery")
+        .await
+        .unwrap()
+        .unwrap();
+    // ... then a sender that read the webhook while enabled gets a 410.
+    stack
+        .api
+        .store
+        .disable_gone(&hook, Timestamp::now())
+        .await
+        .unwrap();
+    let view = view(&stack, &hook).await;
+    assert_eq!(
+        view["disabled_reason"], "no successful delivery",
+        "the first disable stands"
+    );
+    assert_eq!(
+        view["disabled_at"],
+        disabled.disabled_at.unwrap().to_string()
+    );
+    let report = sweeper.sweep(Timestamp::now(), later()).await.unwrap();
+    assert_eq!(report.mailed, 1);
+    assert_eq!(sent_to(&owner).await.len(), 1);
+}
+
+#[tokio::test]
 async fn with_the_option_on_a_first_timeout_is_disabled_at_the_next_sweep() {
     let stack = Stack::start().await;
     let rx = integration_tests::receiver::Receiver::start().await;
