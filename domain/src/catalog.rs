@@ -19,6 +19,8 @@ pub enum Entity {
     Defect,
     Review,
     Result,
+    /// The service's own events (`webhook.ping`); none is in the catalog.
+    Webhook,
 }
 
 impl Entity {
@@ -34,33 +36,47 @@ impl Entity {
             Entity::Defect => "Defects",
             Entity::Review => "Reviews",
             Entity::Result => "Results",
+            Entity::Webhook => "Webhook",
         }
     }
 }
 
 macro_rules! catalog {
-    ($($variant:ident = $name:literal, $entity:ident, $label:literal;)*) => {
-        /// One event name of the catalog. Serialized as its exact Qase string.
+    ($($variant:ident = $name:literal, $entity:ident, $label:literal;)*
+     @own $($own:ident = $own_name:literal, $own_entity:ident, $own_label:literal;)*) => {
+        /// One event name of the catalog, or one of the service's own events
+        /// (which no webhook subscribes to and no one publishes). Serialized
+        /// as its exact string.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum EventName {
             $(#[serde(rename = $name)] $variant,)*
+            $(#[serde(rename = $own_name)] $own,)*
         }
 
         impl EventName {
-            /// Every event name, in catalog order.
+            /// Every event name of the catalog, in catalog order.
             pub const ALL: &'static [EventName] = &[$(EventName::$variant),*];
 
             pub fn as_str(self) -> &'static str {
-                match self { $(EventName::$variant => $name,)* }
+                match self {
+                    $(EventName::$variant => $name,)*
+                    $(EventName::$own => $own_name,)*
+                }
             }
 
             pub fn entity(self) -> Entity {
-                match self { $(EventName::$variant => Entity::$entity,)* }
+                match self {
+                    $(EventName::$variant => Entity::$entity,)*
+                    $(EventName::$own => Entity::$own_entity,)*
+                }
             }
 
             /// A human label for a checkbox, e.g. "Run completed".
             pub fn label(self) -> &'static str {
-                match self { $(EventName::$variant => $label,)* }
+                match self {
+                    $(EventName::$variant => $label,)*
+                    $(EventName::$own => $own_label,)*
+                }
             }
         }
     };
@@ -110,6 +126,8 @@ catalog! {
     ResultCreated = "result.created", Result, "Test result created";
     ResultUpdated = "result.updated", Result, "Test result updated";
     ResultDeleted = "result.deleted", Result, "Test result deleted";
+@own
+    Ping = "webhook.ping", Webhook, "Ping";
 }
 
 /// The name is not in the catalog.
@@ -186,6 +204,18 @@ mod tests {
         }
         let labels: HashSet<_> = EventName::ALL.iter().map(|e| e.label()).collect();
         assert_eq!(labels.len(), 43, "labels are distinct");
+    }
+
+    #[test]
+    fn the_ping_is_no_catalog_event_and_cannot_be_published_or_subscribed() {
+        assert!(!EventName::ALL.contains(&EventName::Ping));
+        assert_eq!("webhook.ping".parse::<EventName>(), Err(UnknownEventName));
+        assert_eq!(EventName::Ping.as_str(), "webhook.ping");
+        assert_eq!(
+            serde_json::to_value(EventName::Ping).unwrap(),
+            "webhook.ping"
+        );
+        assert_eq!(EventName::Ping.entity().label(), "Webhook");
     }
 
     #[test]

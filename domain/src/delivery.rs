@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use url::Url;
 use uuid::Uuid;
 
+use super::history::{REDELIVERY_HEADER, Trigger};
 use super::validation::{integer, integer_or_null, not_null};
 use super::{EventName, FieldError, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
 
@@ -188,6 +189,10 @@ pub struct DeliveryMessage {
     /// queue (SQS delays a message 15 minutes at most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
+    /// What made this delivery: absent for a published event; a
+    /// redelivery or ping is sent even to a disabled webhook, once.
+    #[serde(default, skip_serializing_if = "Trigger::is_event")]
+    pub trigger: Trigger,
 }
 
 fn first_attempt() -> u32 {
@@ -209,16 +214,34 @@ pub enum DecodeError {
 
 impl DeliveryMessage {
     pub fn new(event: &Event, webhook_id: WebhookId, envelope: Box<RawValue>) -> Self {
+        Self::for_event(
+            event.id,
+            event.project.clone(),
+            event.name,
+            webhook_id,
+            envelope,
+        )
+    }
+
+    /// The first attempt of a new delivery (a new delivery id) of an event.
+    pub fn for_event(
+        event_id: Uuid,
+        project: ProjectCode,
+        event_name: EventName,
+        webhook_id: WebhookId,
+        envelope: Box<RawValue>,
+    ) -> Self {
         Self {
             v: MESSAGE_VERSION,
             delivery_id: Uuid::now_v7(),
-            event_id: event.id,
-            project: event.project.clone(),
+            event_id,
+            project,
             webhook_id,
-            event_name: event.name,
+            event_name,
             envelope,
             attempt: 1,
             not_before: None,
+            trigger: Trigger::Event,
         }
     }
 
@@ -261,13 +284,29 @@ impl Skip {
             Skip::Unsubscribed => "skipped: not subscribed",
         }
     }
+
+    /// Why, as the delivery history says it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::Deleted => "webhook deleted",
+            Skip::Disabled => "webhook disabled",
+            Skip::Unsubscribed => "not subscribed",
+        }
+    }
 }
 
 /// Whether a queued message is still to be sent (a disabled or
-/// deleted webhook receives nothing, even for messages already queued).
-pub fn eligible(webhook: Option<&Webhook>, event: EventName) -> Result<&Webhook, Skip> {
+/// deleted webhook receives nothing, even for messages already queued). A
+/// redelivery or ping a person asked for goes to any webhook that exists.
+pub fn eligible(
+    webhook: Option<&Webhook>,
+    event: EventName,
+    trigger: Trigger,
+) -> Result<&Webhook, Skip> {
     let webhook = webhook.ok_or(Skip::Deleted)?;
-    if !webhook.enabled {
+    if !trigger.is_event() {
+        Ok(webhook)
+    } else if !webhook.enabled {
         Err(Skip::Disabled)
     } else if !webhook.subscribes_to(event) {
         Err(Skip::Unsubscribed)
@@ -397,6 +436,13 @@ pub fn prepare(
             sensitive: false,
         },
     ];
+    if message.trigger == Trigger::Redelivery {
+        headers.push(Header {
+            name: REDELIVERY_HEADER,
+            value: Cow::Borrowed("true"),
+            sensitive: false,
+        });
+    }
     if let Some(secret) = &webhook.secret {
         if !header_safe(secret.expose()) {
             return Err(FailureReason::UnsendableSecret);
@@ -824,22 +870,22 @@ mod tests {
     fn eligibility_skips_deleted_disabled_and_unsubscribed() {
         let mut hook = webhook();
         assert_eq!(
-            eligible(None, EventName::RunCompleted).unwrap_err(),
+            eligible(None, EventName::RunCompleted, Trigger::Event).unwrap_err(),
             Skip::Deleted
         );
-        assert!(eligible(Some(&hook), EventName::RunCompleted).is_ok());
+        assert!(eligible(Some(&hook), EventName::RunCompleted, Trigger::Event).is_ok());
         assert_eq!(
-            eligible(Some(&hook), EventName::CaseCreated).unwrap_err(),
+            eligible(Some(&hook), EventName::CaseCreated, Trigger::Event).unwrap_err(),
             Skip::Unsubscribed
         );
         hook.enabled = false;
         assert_eq!(
-            eligible(Some(&hook), EventName::RunCompleted).unwrap_err(),
+            eligible(Some(&hook), EventName::RunCompleted, Trigger::Event).unwrap_err(),
             Skip::Disabled
         );
         hook.events = BTreeSet::new();
         assert_eq!(
-            eligible(Some(&hook), EventName::RunCompleted).unwrap_err(),
+            eligible(Some(&hook), EventName::RunCompleted, Trigger::Event).unwrap_err(),
             Skip::Disabled
         );
     }

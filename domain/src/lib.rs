@@ -3,6 +3,7 @@
 pub mod address;
 pub mod catalog;
 pub mod delivery;
+pub mod history;
 pub mod notice;
 pub mod project;
 pub mod retry;
@@ -18,6 +19,7 @@ pub use delivery::{
     DeliveryMessage, Dispatch, Event, FailureReason, FailureRules, Fault, Outcome, PublishInput,
     Record, Skip, Verdict,
 };
+pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent, Trigger};
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
 pub use retry::RetryPolicy;

@@ -28,6 +28,14 @@ impl Timestamp {
             .map_or(Self(DateTime::<Utc>::MAX_UTC), Self)
     }
 
+    /// `d` earlier; the earliest representable instant if that is before it.
+    pub fn before(&self, d: std::time::Duration) -> Self {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| self.0.checked_sub_signed(d))
+            .map_or(Self(DateTime::<Utc>::MIN_UTC), Self)
+    }
+
     pub fn unix_seconds(&self) -> i64 {
         self.0.timestamp()
     }
@@ -79,6 +87,10 @@ mod tests {
         let far = t.after(std::time::Duration::from_secs(u64::MAX));
         assert_eq!(far, Timestamp(DateTime::<Utc>::MAX_UTC));
         assert!(far > t.after(day));
+        assert_eq!(t.before(day).to_string(), "2026-11-28T12:00:00.000Z");
+        assert_eq!(t.before(std::time::Duration::ZERO), t);
+        let early = t.before(std::time::Duration::from_secs(u64::MAX));
+        assert_eq!(early, Timestamp(DateTime::<Utc>::MIN_UTC));
     }
 
     #[test]

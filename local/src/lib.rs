@@ -14,7 +14,9 @@ use shared::adapters::{DynamoStore, HttpPoster, SesMailer, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::DEFAULT_WINDOW;
-use shared::domain::{AddressPolicy, ApiToken, EndpointRules, Mail, NoticeSettings, Timestamp};
+use shared::domain::{
+    AddressPolicy, ApiToken, DeliveryLog, EndpointRules, Mail, NoticeSettings, Timestamp,
+};
 use shared::ports::{MailError, Mailer};
 use sweeper::Sweeper;
 use tokio::net::TcpListener;
@@ -38,6 +40,8 @@ pub struct DevConfig {
     pub sweep_every: Duration,
     /// `DELIVERY_DEADLINE`, default 15s.
     pub deadline: Duration,
+    /// `DELIVERY_LOG_DAYS`, default 30; 0 turns the delivery history off.
+    pub delivery_log: DeliveryLog,
     pub api_port: u16,
     pub inspector_port: u16,
     pub emulator_port: u16,
@@ -50,6 +54,7 @@ impl DevConfig {
             disable_after: env.duration("DISABLE_AFTER", DEFAULT_WINDOW)?,
             sweep_every: env.duration("SWEEP_EVERY", Duration::from_secs(15))?,
             deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
+            delivery_log: env.delivery_log()?,
             api_port: port(env, "API_PORT", 3000)?,
             inspector_port: port(env, "INSPECTOR_PORT", 3001)?,
             emulator_port: port(env, "EMULATOR_PORT", 4566)?,
@@ -162,6 +167,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             admin_token: config_api::AdminTokenSource::Secret(resources.admin_secret_arn.clone()),
             endpoint_rules: local_rules(),
             signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
+            delivery_log: config.delivery_log,
         },
     )
     .await?;
@@ -174,7 +180,8 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
     .with_retries(
         SqsQueue::from_sdk(&sdk, resources.queue_url.clone()),
         shared::domain::retry::STANDARD_SCHEDULE.to_vec(),
-    );
+    )
+    .with_history(config.delivery_log);
     let sweeper = Sweeper::new(
         store,
         PrintingMailer(SesMailer::from_sdk(&sdk)),
@@ -185,7 +192,8 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             api_url: Some(format!("http://127.0.0.1:{}", config.api_port)),
             settings_url: None,
         },
-    );
+    )
+    .with_history(config.delivery_log);
     let inspector = Inspector::default();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
 

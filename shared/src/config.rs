@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::domain::{AddressPolicy, EndpointRules};
+use crate::domain::history::MAX_DELIVERY_LOG_DAYS;
+use crate::domain::{AddressPolicy, DeliveryLog, EndpointRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -83,6 +84,26 @@ impl<'a> Env<'a> {
             })
     }
 
+    /// `DELIVERY_LOG_DAYS`: days the delivery history is kept, 0 (off) to
+    /// 365; 30 by default.
+    pub fn delivery_log(&self) -> Result<DeliveryLog, ConfigError> {
+        const NAME: &str = "DELIVERY_LOG_DAYS";
+        let Some(raw) = self.optional(NAME) else {
+            return Ok(DeliveryLog::default());
+        };
+        raw.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|days| *days <= MAX_DELIVERY_LOG_DAYS)
+            .map(DeliveryLog::days)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: NAME,
+                reason: format!(
+                    "expected a whole number of days from 0 (off) to {MAX_DELIVERY_LOG_DAYS}, got {raw:?}"
+                ),
+            })
+    }
+
     /// A comma-separated list of CIDRs (`127.0.0.0/8,::1/128`); a bare
     /// address counts as a single-host network.
     pub fn cidrs(&self, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
@@ -129,6 +150,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_delivery_log_keeps_30_days_by_default_and_0_turns_it_off() {
+        let read = |pairs: &[(&str, &str)]| Env::new(&env_of(pairs)).delivery_log();
+        assert_eq!(read(&[]).unwrap(), DeliveryLog::days(30));
+        assert_eq!(
+            read(&[("DELIVERY_LOG_DAYS", "0")]).unwrap(),
+            DeliveryLog::off()
+        );
+        assert_eq!(
+            read(&[("DELIVERY_LOG_DAYS", " 365 ")]).unwrap(),
+            DeliveryLog::days(365)
+        );
+        for bad in ["366", "-1", "1.5", "thirty"] {
+            let err = read(&[("DELIVERY_LOG_DAYS", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("DELIVERY_LOG_DAYS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -5,9 +5,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use uuid::Uuid;
+
+use crate::domain::history::{AttemptCursor, Recovery, StatusFilter};
 use crate::domain::{
-    Mail, ProjectCode, SigningSecret, Timestamp, TokenHash, TokenId, TokenRecord, Webhook,
-    WebhookChanges, WebhookId,
+    Attempt, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp, TokenHash, TokenId,
+    TokenRecord, Webhook, WebhookChanges, WebhookId,
 };
 
 /// Why a storage call did not do what was asked.
@@ -33,9 +36,9 @@ pub enum StoreError {
 
 /// One page of a listing; `next` is where the following page starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
+pub struct Page<T, C = WebhookId> {
     pub items: Vec<T>,
-    pub next: Option<WebhookId>,
+    pub next: Option<C>,
 }
 
 /// Webhook configuration, as the config API needs it.
@@ -168,6 +171,53 @@ pub trait DeliveryStore: Send + Sync {
         webhook: &Webhook,
         fresh: SigningSecret,
     ) -> impl Future<Output = Result<SigningSecret, StoreError>> + Send;
+
+    /// Adds the batch's attempts to the delivery history, kept until
+    /// `expires_at`, in as few calls as the store allows (DynamoDB: one
+    /// `BatchWriteItem` per 25); items the store left unprocessed are sent
+    /// again until it takes them or the caller's deadline stops it.
+    fn record_attempts(
+        &self,
+        attempts: &[Attempt],
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The delivery history, as the config API reads and extends it.
+pub trait HistoryStore: Send + Sync {
+    /// Stores a published event once, kept until `expires_at`.
+    fn put_event(
+        &self,
+        event: &StoredEvent,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The stored event, if it is the project's and has not expired.
+    fn get_event(
+        &self,
+        project: &ProjectCode,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
+
+    /// Up to `limit` attempts to a webhook, newest delivery first (its
+    /// attempts last first), after `after`; only those with `filter`'s
+    /// outcome when given.
+    fn list_attempts(
+        &self,
+        project: &ProjectCode,
+        webhook: WebhookId,
+        filter: Option<StatusFilter>,
+        limit: u32,
+        after: Option<AttemptCursor>,
+    ) -> impl Future<Output = Result<Page<Attempt, AttemptCursor>, StoreError>> + Send;
+
+    /// Every recorded attempt of one delivery to the webhook, first first.
+    fn delivery_attempts(
+        &self,
+        project: &ProjectCode,
+        webhook: WebhookId,
+        delivery: Uuid,
+    ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
 }
 
 /// Some messages could not be queued.
@@ -222,6 +272,23 @@ pub trait SweepStore: Send + Sync {
         at: Timestamp,
         reason: &str,
     ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
+
+    /// When an attempt to the webhook was delivered after `since` (the
+    /// latest found), looking at deliveries created from a day before it.
+    fn delivered_after(
+        &self,
+        webhook: &Webhook,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// Applies `recovery` to a webhook still enabled and failing as it was
+    /// read (same `failing_since` and `last_failure_at`); `false` when a
+    /// concurrent write changed it first.
+    fn recover(
+        &self,
+        webhook: &Webhook,
+        recovery: Recovery,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Disabled webhooks whose e-mail is not sent yet.
     fn pending_notices(&self) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;

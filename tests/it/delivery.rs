@@ -510,8 +510,8 @@ async fn a_post_that_could_not_end_within_the_invocation_is_not_started() {
     );
 }
 
-/// The real store, whose failure writes hang (a DynamoDB that stopped
-/// answering after the read).
+/// The real store, whose failure and history writes hang (a DynamoDB that
+/// stopped answering after the read).
 #[derive(Debug, Clone)]
 struct HangingWrites(shared::adapters::DynamoStore);
 
@@ -558,6 +558,14 @@ impl shared::ports::DeliveryStore for HangingWrites {
     ) -> Result<shared::domain::SigningSecret, shared::ports::StoreError> {
         self.0.assign_signing_secret(webhook, fresh).await
     }
+
+    async fn record_attempts(
+        &self,
+        _attempts: &[shared::domain::Attempt],
+        _expires_at: shared::domain::Timestamp,
+    ) -> Result<(), shared::ports::StoreError> {
+        std::future::pending().await
+    }
 }
 
 #[tokio::test]
@@ -572,7 +580,8 @@ async fn a_write_that_hangs_after_the_post_still_lets_the_batch_answer_in_time()
     let http =
         shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
             .unwrap();
-    let sender = sender::Sender::new(HangingWrites(stack.api.store.clone()), http, 10);
+    let sender = sender::Sender::new(HangingWrites(stack.api.store.clone()), http, 10)
+        .with_history(shared::domain::DeliveryLog::default());
     let ends = Instant::now() + Duration::from_secs(6);
     let answered = tokio::time::timeout(
         Duration::from_secs(60),

@@ -191,7 +191,7 @@ async fn a_retry_that_cannot_be_queued_returns_the_attempt_after_recording_the_f
             .unwrap();
     let sender = sender::Sender::new(stack.api.store.clone(), http, 10)
         .with_retries(sender::NoRetries, vec![Duration::from_secs(1)]);
-    let verdict = sender
+    let (verdict, _) = sender
         .deliver(message, Some(&hook), integration_tests::sender_deadline())
         .await;
     assert_eq!(
@@ -215,11 +215,12 @@ async fn a_retry_due_in_an_hour_hops_through_the_queue_without_a_post() {
     let id = webhook(&stack, &rx.url("/later"), "standard").await;
     let (hook, message) = stored_with_message(&stack, &id).await;
     let message = message.into_retry(Timestamp::now().after(Duration::from_secs(3600)));
-    let verdict = stack
+    let (verdict, attempt) = stack
         .sender
         .deliver(message, Some(&hook), integration_tests::sender_deadline())
         .await;
     assert_eq!(verdict, Verdict::Deferred);
+    assert_eq!(attempt, None, "a hop is no attempt");
     assert!(
         rx.received().is_empty(),
         "nothing is POSTed before it is due"

@@ -116,6 +116,7 @@ async fn the_admin_token_is_read_from_secrets_manager() {
         admin_token: AdminTokenSource::Secret(secret.arn().unwrap().to_owned()),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
+        delivery_log: shared::domain::DeliveryLog::default(),
     };
     let api = Api {
         router: config_api::app(&sdk, config).await.unwrap(),
@@ -146,6 +147,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         admin_token: AdminTokenSource::Secret("no-such-secret".into()),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
+        delivery_log: shared::domain::DeliveryLog::default(),
     };
     let err = config_api::app(&sdk, missing).await.unwrap_err();
     assert!(err.to_string().contains("admin token"), "{err}");
@@ -155,6 +157,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         admin_token: AdminTokenSource::Plain(shared::domain::ApiToken::presented("short")),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
+        delivery_log: shared::domain::DeliveryLog::default(),
     };
     let err = config_api::app(&sdk, weak).await.unwrap_err();
     assert!(

@@ -140,6 +140,7 @@ pub mod api {
                 admin_token: AdminTokenSource::Plain(ApiToken::presented(admin)),
                 endpoint_rules: rules,
                 signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
+                delivery_log: shared::domain::DeliveryLog::default(),
             };
             let router = config_api::app(&super::sdk_config().await, config)
                 .await
@@ -218,6 +219,7 @@ pub mod api {
                 config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
                 local_stack::local_rules(),
                 config_api::DEFAULT_SIGNING_OVERLAP,
+                shared::domain::DeliveryLog::default(),
             );
             Self {
                 router: config_api::router(state),
@@ -327,10 +329,12 @@ pub mod stack {
             let sdk = crate::sdk_config().await;
             // Retries (for webhooks that ask for them) wait a second, then
             // two: a test sees a whole schedule in seconds.
-            let sender = Sender::new(api.store.clone(), http, 10).with_retries(
-                SqsQueue::from_sdk(&sdk, api.queue_url.clone()),
-                TEST_RETRY_SCHEDULE.to_vec(),
-            );
+            let sender = Sender::new(api.store.clone(), http, 10)
+                .with_retries(
+                    SqsQueue::from_sdk(&sdk, api.queue_url.clone()),
+                    TEST_RETRY_SCHEDULE.to_vec(),
+                )
+                .with_history(shared::domain::DeliveryLog::default());
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             Self { api, sender, sqs }
         }

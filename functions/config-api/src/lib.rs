@@ -14,8 +14,8 @@ use axum::routing::{delete, get, post};
 use shared::adapters::secrets::{SecretError, read_secret_string};
 use shared::adapters::{DynamoStore, SqsQueue};
 use shared::config::{ConfigError, Env};
-use shared::domain::{ApiToken, EndpointRules};
-use shared::ports::{DeliveryQueue, TokenStore, WebhookStore};
+use shared::domain::{ApiToken, DeliveryLog, EndpointRules};
+use shared::ports::{DeliveryQueue, HistoryStore, TokenStore, WebhookStore};
 
 pub mod auth;
 pub mod error;
@@ -33,8 +33,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// What the API needs from storage.
-pub trait Store: WebhookStore + TokenStore + 'static {}
-impl<T: WebhookStore + TokenStore + 'static> Store for T {}
+pub trait Store: WebhookStore + TokenStore + HistoryStore + 'static {}
+impl<T: WebhookStore + TokenStore + HistoryStore + 'static> Store for T {}
 
 /// What the API needs from the delivery queue.
 pub trait Queue: DeliveryQueue + 'static {}
@@ -55,6 +55,8 @@ pub struct Inner<S, Q> {
     pub rules: EndpointRules,
     /// How long a replaced signing secret keeps signing.
     pub signing_overlap: Duration,
+    /// How long published events are kept for redelivery; off stores none.
+    pub delivery_log: DeliveryLog,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -77,6 +79,7 @@ impl<S, Q> AppState<S, Q> {
         admin: AdminToken,
         rules: EndpointRules,
         signing_overlap: Duration,
+        delivery_log: DeliveryLog,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -84,13 +87,14 @@ impl<S, Q> AppState<S, Q> {
             admin,
             rules,
             signing_overlap,
+            delivery_log,
         }))
     }
 }
 
 /// Every route of the API.
 pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
-    use routes::{catalog, events, tokens, webhooks};
+    use routes::{catalog, deliveries, events, tokens, webhooks};
     Router::new()
         .route(
             "/projects/{project}/webhooks",
@@ -109,6 +113,22 @@ pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
         .route(
             "/projects/{project}/webhooks/{id}/signing-secret/rotate",
             post(webhooks::rotate_signing_secret::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries",
+            get(deliveries::list::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries/{delivery_id}",
+            get(deliveries::read::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(deliveries::redeliver::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/ping",
+            post(deliveries::ping::<S, Q>),
         )
         .route("/projects/{project}/events", post(events::publish::<S, Q>))
         .route("/projects/{project}/tokens", post(tokens::mint::<S, Q>))
@@ -170,6 +190,8 @@ pub struct ApiConfig {
     pub endpoint_rules: EndpointRules,
     /// `SIGNING_SECRET_OVERLAP`, default 24 hours.
     pub signing_overlap: Duration,
+    /// `DELIVERY_LOG_DAYS`, default 30; 0 stores no events.
+    pub delivery_log: DeliveryLog,
 }
 
 impl ApiConfig {
@@ -190,6 +212,7 @@ impl ApiConfig {
             admin_token,
             endpoint_rules: env.endpoint_rules()?,
             signing_overlap: env.duration("SIGNING_SECRET_OVERLAP", DEFAULT_SIGNING_OVERLAP)?,
+            delivery_log: env.delivery_log()?,
         })
     }
 }
@@ -223,5 +246,6 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
         AdminToken::new(&admin),
         config.endpoint_rules,
         config.signing_overlap,
+        config.delivery_log,
     )))
 }

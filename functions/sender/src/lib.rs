@@ -16,14 +16,15 @@ use futures::stream::{self, StreamExt};
 use shared::adapters::HttpPoster;
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::{
-    DEFAULT_DEADLINE, RECORD_MARGIN, decide, eligible, may_start, prepare,
+    DEFAULT_DEADLINE, RECORD_MARGIN, Skip, decide, eligible, may_start, prepare,
 };
+use shared::domain::history::masked_headers;
 use shared::domain::retry::{
     MAX_QUEUE_DELAY, STANDARD_SCHEDULE, hop_delay, parse_retry_after, random_jitter, retry_delay,
 };
 use shared::domain::{
-    AddressPolicy, DeliveryMessage, FailureRules, Fault, Outcome, Record, RetryPolicy,
-    SigningSecret, Timestamp, Verdict, Webhook,
+    AddressPolicy, Attempt, DeliveryLog, DeliveryMessage, FailureRules, Fault, Outcome, Record,
+    RetryPolicy, SigningSecret, Timestamp, Trigger, Verdict, Webhook,
 };
 use shared::ports::{DeliveryQueue, DeliveryStore, EnqueueError, StoreError, WebhookKey};
 use tokio::time::timeout_at;
@@ -54,6 +55,9 @@ pub struct SenderConfig {
     /// `RETRY_SCHEDULE`: comma-separated waits (`5s,5m,30m`), the standard
     /// schedule by default; tests shorten it.
     pub retry_schedule: Vec<Duration>,
+    /// `DELIVERY_LOG_DAYS`: how long attempts are kept in the delivery
+    /// history, default 30; 0 records none.
+    pub delivery_log: DeliveryLog,
 }
 
 impl SenderConfig {
@@ -80,6 +84,7 @@ impl SenderConfig {
                         reason: format!("expected waits such as 5s,5m,30m, got {raw:?}"),
                     })?,
             },
+            delivery_log: env.delivery_log()?,
         })
     }
 }
@@ -121,9 +126,11 @@ pub struct Sender<S, Q = NoRetries> {
     concurrency: usize,
     rules: FailureRules,
     retries: Option<Retries<Q>>,
+    history: DeliveryLog,
 }
 
 impl<S: DeliveryStore> Sender<S> {
+    /// A sender that records no delivery history and queues no retries.
     pub fn new(store: S, http: HttpPoster, concurrency: usize) -> Self {
         Self {
             store,
@@ -131,6 +138,7 @@ impl<S: DeliveryStore> Sender<S> {
             concurrency: concurrency.max(1),
             rules: FailureRules::default(),
             retries: None,
+            history: DeliveryLog::off(),
         }
     }
 
@@ -143,6 +151,7 @@ impl<S: DeliveryStore> Sender<S> {
             concurrency: self.concurrency,
             rules: self.rules,
             retries: Some(Retries { queue, schedule }),
+            history: self.history,
         }
     }
 }
@@ -151,6 +160,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// What to do about timeouts and 410 Gone beyond recording them.
     pub fn with_rules(mut self, rules: FailureRules) -> Self {
         self.rules = rules;
+        self
+    }
+
+    /// Records every attempt in the delivery history, kept as `log` says.
+    pub fn with_history(mut self, log: DeliveryLog) -> Self {
+        self.history = log;
         self
     }
 
@@ -198,7 +213,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                 }
             }
         };
-        let sent: Vec<(String, Verdict)> = stream::iter(messages)
+        let sent: Vec<(String, (Verdict, Option<Attempt>))> = stream::iter(messages)
             .map(|(id, message)| {
                 let webhook = webhooks
                     .get(&message.webhook_id)
@@ -208,11 +223,42 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        verdicts.extend(sent);
+        let mut attempts = Vec::with_capacity(sent.len());
+        for (id, (verdict, attempt)) in sent {
+            verdicts.push((id, verdict));
+            attempts.extend(attempt);
+        }
+        self.record_attempts(&attempts, ends).await;
         response(&verdicts)
     }
 
-    /// One delivery: check, prepare, POST, record; answers the verdict.
+    /// Adds the batch's attempts to the delivery history in one call,
+    /// bounded by the invocation; a failure is logged (the deliveries stand).
+    async fn record_attempts(&self, attempts: &[Attempt], ends: Instant) {
+        let Some(expires_at) = self.history.expires_at(Timestamp::now()) else {
+            return;
+        };
+        if attempts.is_empty() {
+            return;
+        }
+        let written = timeout_at(
+            ends.into(),
+            self.store.record_attempts(attempts, expires_at),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "recording the history did not finish before the invocation's deadline".into(),
+            ))
+        });
+        if let Err(err) = written {
+            tracing::error!(attempts = attempts.len(), error = %shared::error_chain(&err), "could not record the delivery history");
+        }
+    }
+
+    /// One delivery: check, prepare, POST, record; answers the verdict and,
+    /// with the history on, the attempt's record (none for a message that
+    /// goes back to the queue or waits, and none for a deleted webhook).
     /// Never POSTs twice: once sent, the record is acknowledged whatever the
     /// bookkeeping does. Starts the POST only if it can end and be recorded
     /// before `ends`.
@@ -221,19 +267,24 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         message: DeliveryMessage,
         webhook: Option<&Webhook>,
         ends: Instant,
-    ) -> Verdict {
-        let webhook = match eligible(webhook, message.event_name) {
+    ) -> (Verdict, Option<Attempt>) {
+        let webhook = match eligible(webhook, message.event_name, message.trigger) {
             Ok(webhook) => webhook,
-            Err(skip) => return unsent(&message, Verdict::Skipped(skip)),
+            Err(skip) => {
+                let attempt = (self.history.is_on() && skip != Skip::Deleted)
+                    .then(|| Attempt::of(&message, Timestamp::now()).skipped(skip));
+                return (unsent(&message, Verdict::Skipped(skip)), attempt);
+            }
         };
         // A retry that is not due yet hops through the queue again.
         if let (Some(retries), Some(not_before)) = (&self.retries, message.not_before)
             && let Some(delay) = hop_delay(Timestamp::now(), not_before)
         {
-            return match self.requeue(retries, &message, delay, ends).await {
-                Ok(()) => unsent(&message, Verdict::Deferred),
-                Err(()) => unsent(&message, Verdict::Returned(Fault::QueueUnavailable)),
+            let verdict = match self.requeue(retries, &message, delay, ends).await {
+                Ok(()) => Verdict::Deferred,
+                Err(()) => Verdict::Returned(Fault::QueueUnavailable),
             };
+            return (unsent(&message, verdict), None);
         }
         let signing = match &webhook.signing_secret {
             Some(secret) => Cow::Borrowed(secret),
@@ -241,29 +292,47 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                 Ok(secret) => Cow::Owned(secret),
                 Err(err) => {
                     tracing::error!(delivery_id = %message.delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&*err), "could not give the webhook a signing secret; returned to the queue");
-                    return unsent(&message, Verdict::Returned(Fault::StoreUnavailable));
+                    return (
+                        unsent(&message, Verdict::Returned(Fault::StoreUnavailable)),
+                        None,
+                    );
                 }
             },
         };
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
-            return unsent(&message, Verdict::Returned(Fault::OutOfTime));
+            return (unsent(&message, Verdict::Returned(Fault::OutOfTime)), None);
         }
+        let entry = self
+            .history
+            .is_on()
+            .then(|| Attempt::of(&message, Timestamp::now()));
         let (delivery_id, project, event_name, attempt) = (
             message.delivery_id,
             message.project.clone(),
             message.event_name,
             message.attempt,
         );
-        // What a retry would carry: the same delivery and bytes.
-        let next = (webhook.retry_policy == RetryPolicy::Standard && self.retries.is_some())
-            .then(|| message.clone());
+        // What a retry would carry: the same delivery and bytes. A
+        // redelivery or ping a person asked for is one attempt.
+        let next = (webhook.retry_policy == RetryPolicy::Standard
+            && message.trigger == Trigger::Event
+            && self.retries.is_some())
+        .then(|| message.clone());
+        let mut headers = Default::default();
         let answer = match prepare(webhook, &signing, message, Timestamp::now()) {
-            Ok(dispatch) => self.http.send_for_answer(dispatch).await,
+            Ok(dispatch) => {
+                if entry.is_some() {
+                    headers = masked_headers(&dispatch.headers);
+                }
+                self.http.send_for_answer(dispatch).await
+            }
             Err(reason) => Outcome::Failed { reason }.into(),
         };
+        let latency = started.elapsed();
+        let entry = entry.map(|e| e.sent(headers, &answer.outcome, latency, &answer.body));
         let outcome = answer.outcome;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency_ms = latency.as_millis() as u64;
         let record = decide(webhook, &outcome, Timestamp::now(), self.rules);
         let disabled_now = matches!(record, Record::Gone { .. });
         // Bounded by the invocation: an unfinished write is logged, and the
@@ -325,7 +394,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             retry_in_ms = retry_in,
             "delivery"
         );
-        verdict
+        (verdict, entry)
     }
 
     /// Queues `message` again, invisible for `delay`.

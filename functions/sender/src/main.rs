@@ -19,7 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         http,
         config.concurrency,
     )
-    .with_rules(config.rules);
+    .with_rules(config.rules)
+    .with_history(config.delivery_log);
     match config.queue_url {
         Some(url) => {
             let sender = sender.with_retries(SqsQueue::from_sdk(&sdk, url), config.retry_schedule);

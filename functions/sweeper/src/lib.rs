@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use shared::config::{ConfigError, Env};
+use shared::domain::history::recovery;
 use shared::domain::notice::{
     DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW, NOTICE_COUNT_KEPT, cutoff, disable_notice,
     disabled_reason, fallback_notice, notice_day,
 };
-use shared::domain::{NoticeSettings, Timestamp, Webhook, WebhookId};
+use shared::domain::{DeliveryLog, NoticeSettings, Timestamp, Webhook, WebhookId};
 use shared::ports::{MailError, Mailer, StoreError, SweepStore};
 
 /// A claim on a pending e-mail older than this is taken to be abandoned by a
@@ -34,6 +35,9 @@ pub struct SweeperConfig {
     pub notice: NoticeSettings,
     /// `NOTICES_PER_PROJECT_PER_DAY`, default 20.
     pub notices_per_day: u32,
+    /// `DELIVERY_LOG_DAYS`, default 30: with the history on, a webhook is
+    /// not disabled if an attempt was delivered after its failures began.
+    pub delivery_log: DeliveryLog,
 }
 
 impl SweeperConfig {
@@ -55,6 +59,7 @@ impl SweeperConfig {
                     reason: format!("at most {}", u32::MAX),
                 })?
             },
+            delivery_log: env.delivery_log()?,
         })
     }
 }
@@ -68,6 +73,10 @@ pub struct SweepReport {
     /// Items read from the index to find the due webhooks.
     pub examined: usize,
     pub disabled: usize,
+    /// Due webhooks whose history shows a delivery after their failures
+    /// began: their failure state was cleared (or moved to after it)
+    /// instead.
+    pub recovered: usize,
     /// Due webhooks left alone because a success or a re-enable won.
     pub raced: usize,
     pub mailed: usize,
@@ -107,9 +116,11 @@ pub struct Sweeper<S, M> {
     window: Duration,
     notice: NoticeSettings,
     notices_per_day: u32,
+    consult_history: bool,
 }
 
 impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
+    /// A sweeper that judges by the failure summary alone.
     pub fn new(store: S, mailer: M, window: Duration, notice: NoticeSettings) -> Self {
         Self {
             store,
@@ -117,7 +128,15 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             window,
             notice,
             notices_per_day: DEFAULT_NOTICES_PER_DAY,
+            consult_history: false,
         }
+    }
+
+    /// With the delivery history on, looks in it before disabling: a
+    /// delivery after the failures began wins over the summary.
+    pub fn with_history(mut self, log: DeliveryLog) -> Self {
+        self.consult_history = log.is_on();
+        self
     }
 
     /// At most `limit` e-mails per project per UTC day (default 20).
@@ -155,6 +174,9 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                 report.out_of_time = true;
                 break;
             }
+            if self.consult_history && self.recovered(&hook, &mut report).await? {
+                continue;
+            }
             let reason = disabled_reason(&hook);
             match self.store.disable(&hook, now, &reason).await? {
                 Some(disabled) => {
@@ -187,6 +209,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         tracing::info!(
             examined = report.examined,
             disabled = report.disabled,
+            recovered = report.recovered,
             raced = report.raced,
             mailed = report.mailed,
             mail_failures = report.mail_failures,
@@ -196,6 +219,31 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             "sweep finished"
         );
         Ok(report)
+    }
+
+    /// Whether the history shows the due webhook delivered after its
+    /// failures began (a success that raced a failure, which the summary
+    /// missed); if so its failure state is cleared, or moved to after the
+    /// success when failures followed it, and it is not disabled.
+    async fn recovered(
+        &self,
+        hook: &Webhook,
+        report: &mut SweepReport,
+    ) -> Result<bool, StoreError> {
+        let Some(since) = hook.failing_since else {
+            return Ok(false);
+        };
+        let Some(delivered_at) = self.store.delivered_after(hook, since).await? else {
+            return Ok(false);
+        };
+        let rule = recovery(hook, delivered_at);
+        if self.store.recover(hook, rule).await? {
+            report.recovered += 1;
+            tracing::info!(project = %hook.project, webhook_id = %hook.id, delivered_at = %delivered_at, recovery = ?rule, "not disabled: delivered after its failures began");
+        } else {
+            report.raced += 1;
+        }
+        Ok(true)
     }
 
     /// Sends the disable e-mail once: claim it, count it against the

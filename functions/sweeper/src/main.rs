@@ -25,7 +25,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.window,
         config.notice,
     )
-    .with_daily_limit(config.notices_per_day);
+    .with_daily_limit(config.notices_per_day)
+    .with_history(config.delivery_log);
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {

@@ -117,22 +117,24 @@ impl HttpPoster {
             .flatten()
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        // Read a little of the body so the connection can be reused; what it
-        // says does not matter, and a slow body cannot outlast the deadline.
-        drain(response).await;
+        // Read a little of the body, for the delivery history and so the
+        // connection can be reused; a slow body cannot outlast the deadline.
+        let body = read_capped(response).await;
         Answer {
             outcome,
             retry_after,
+            body,
         }
     }
 }
 
-/// What an endpoint answered: the outcome, and when a 429 or 503 asked to
-/// be retried (`Retry-After`, as sent).
+/// What an endpoint answered: the outcome, when a 429 or 503 asked to be
+/// retried (`Retry-After`, as sent), and the first 1 KiB of the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub outcome: Outcome,
     pub retry_after: Option<String>,
+    pub body: Vec<u8>,
 }
 
 impl From<Outcome> for Answer {
@@ -140,6 +142,7 @@ impl From<Outcome> for Answer {
         Self {
             outcome,
             retry_after: None,
+            body: Vec::new(),
         }
     }
 }
@@ -171,14 +174,18 @@ fn literal_ip(url: &Url) -> Option<IpAddr> {
     }
 }
 
-async fn drain(mut response: reqwest::Response) {
-    let mut read = 0;
+/// The body up to [`RESPONSE_BODY_CAP`] bytes; the rest is not read. A
+/// body that breaks off keeps what arrived.
+async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
-        read += chunk.len();
-        if read >= RESPONSE_BODY_CAP {
+        let room = RESPONSE_BODY_CAP - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= RESPONSE_BODY_CAP {
             break;
         }
     }
+    body
 }
 
 /// Names the cause of a failed request from its error chain. An

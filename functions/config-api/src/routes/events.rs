@@ -1,12 +1,15 @@
 //! `POST /projects/{project}/events`: one queued delivery per enabled,
-//! subscribed webhook of the project.
+//! subscribed webhook of the project; with the delivery history on, the
+//! event is stored once first, for redelivery.
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use shared::domain::delivery::{MAX_ENVELOPE_BYTES, envelope_fits};
-use shared::domain::{DeliveryMessage, MAX_WEBHOOKS_PER_PROJECT, PublishInput, Timestamp, Webhook};
+use shared::domain::{
+    DeliveryMessage, MAX_WEBHOOKS_PER_PROJECT, PublishInput, StoredEvent, Timestamp, Webhook,
+};
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -28,7 +31,8 @@ pub async fn publish<S: Store, Q: Queue>(
     JsonBody(input): JsonBody<PublishInput>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
     let project = principal.project(&project, "project")?;
-    let event = input.validate(project, Timestamp::now())?;
+    let now = Timestamp::now();
+    let event = input.validate(project, now)?;
     let envelope = event.envelope().map_err(|e| {
         tracing::error!(error = %e, "could not build the envelope");
         ApiError::internal()
@@ -46,6 +50,15 @@ pub async fn publish<S: Store, Q: Queue>(
             ApiError::internal()
         })?;
     let total = bodies.len();
+    // Stored before any delivery is queued, so every delivery's event can
+    // be sent again; an event no webhook receives is not stored.
+    if let (Some(expires_at), false) = (state.delivery_log.expires_at(now), bodies.is_empty()) {
+        state
+            .store
+            .put_event(&StoredEvent::new(&event, &envelope, now), expires_at)
+            .await
+            .map_err(|e| ApiError::from_store(e, "event"))?;
+    }
     let queued = if bodies.is_empty() {
         0
     } else {

@@ -2,6 +2,7 @@
 //! then calls the store.
 
 pub mod catalog;
+pub mod deliveries;
 pub mod events;
 pub mod tokens;
 pub mod webhooks;

@@ -13,7 +13,7 @@ use super::schema::{
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, to_value, unavailable};
 use crate::domain::delivery::GONE_REASON;
-use crate::domain::{FailureReason, SigningSecret, Timestamp, Webhook, WebhookId};
+use crate::domain::{Attempt, FailureReason, SigningSecret, Timestamp, Webhook, WebhookId};
 use crate::ports::{DeliveryStore, StoreError, WebhookKey};
 
 /// Most keys one `BatchGetItem` takes.
@@ -202,6 +202,14 @@ impl DeliveryStore for DynamoStore {
         self.ensure_signing_secret(&webhook.project, webhook.id, fresh)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn record_attempts(
+        &self,
+        attempts: &[Attempt],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write_attempts(attempts, expires_at).await
     }
 
     async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {

@@ -2,12 +2,14 @@
 //!
 //! - [`schema`]: key formats, attribute names and the table definition;
 //! - [`update`]: UpdateItem expressions over those names;
-//! - `webhooks`, `tokens`, `delivery`, `sweep`: [`WebhookStore`],
-//!   [`TokenStore`], [`DeliveryStore`] and [`SweepStore`] for [`DynamoStore`].
+//! - `webhooks`, `tokens`, `delivery`, `history`, `sweep`: [`WebhookStore`],
+//!   [`TokenStore`], [`DeliveryStore`], [`HistoryStore`] and [`SweepStore`]
+//!   for [`DynamoStore`].
 //!
 //! [`WebhookStore`]: crate::ports::WebhookStore
 //! [`TokenStore`]: crate::ports::TokenStore
 //! [`DeliveryStore`]: crate::ports::DeliveryStore
+//! [`HistoryStore`]: crate::ports::HistoryStore
 //! [`SweepStore`]: crate::ports::SweepStore
 
 use aws_sdk_dynamodb::Client;
@@ -19,6 +21,7 @@ use crate::domain::{ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
 use crate::ports::StoreError;
 
 mod delivery;
+mod history;
 pub mod schema;
 mod sweep;
 mod tokens;

@@ -10,6 +10,8 @@
 //! | project counter | `PROJECT#<code>`  | `PROJECT`       | `webhook_count`, kept in the same transaction as create/delete |
 //! | token           | `TOKEN#<id>`      | `TOKEN`         | the id is a prefix of the token's SHA-256: one GetItem per request |
 //! | e-mail count    | `PROJECT#<code>`  | `NOTICES#<day>` | auto-disable e-mails sent that UTC day; expires (`expires_at`, TTL) |
+//! | event           | `EVENT#<id>`      | `EVENT`         | a published event's exact envelope, stored once; expires |
+//! | attempt         | `HISTORY#<code>#<webhook id>` | `DELIVERY#<delivery id>#<attempt, 5 digits>` | one per attempt; delivery ids are UUIDv7: a Query lists newest first; expires |
 //!
 //! The sparse global secondary index `failing` has partition key
 //! `failing_pk` and sort key `failing_since`. Only webhooks the sweeper has
@@ -28,7 +30,12 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::unavailable;
-use crate::domain::{ProjectCode, Timestamp, TokenId, TokenRecord, Webhook, WebhookId};
+use uuid::Uuid;
+
+use crate::domain::history::{AttemptCursor, attempt_text};
+use crate::domain::{
+    Attempt, ProjectCode, StoredEvent, Timestamp, TokenId, TokenRecord, Webhook, WebhookId,
+};
 use crate::ports::StoreError;
 
 /// An item as the SDK sees it.
@@ -75,6 +82,11 @@ pub mod attr {
 
     /// On an e-mail count item: e-mails counted that day.
     pub const NOTICES_SENT: &str = "notices_sent";
+    /// On an attempt item: how it ended (`delivered`, `failed`, `skipped`).
+    pub const OUTCOME: &str = "outcome";
+    /// On an attempt item: when it ended.
+    pub const COMPLETED_AT: &str = "completed_at";
+
     /// The table's time-to-live attribute (Unix seconds): DynamoDB deletes
     /// the item some time after.
     pub const EXPIRES_AT: &str = "expires_at";
@@ -178,6 +190,9 @@ pub const WEBHOOK_SK_PREFIX: &str = "WEBHOOK#";
 pub const COUNTER_SK: &str = "PROJECT";
 pub const TOKEN_SK: &str = "TOKEN";
 pub const NOTICE_COUNT_SK_PREFIX: &str = "NOTICES#";
+pub const EVENT_SK: &str = "EVENT";
+/// Sort keys of attempt items start with this.
+pub const ATTEMPT_SK_PREFIX: &str = "DELIVERY#";
 
 pub fn project_pk(project: &ProjectCode) -> String {
     format!("PROJECT#{project}")
@@ -185,6 +200,24 @@ pub fn project_pk(project: &ProjectCode) -> String {
 
 pub fn webhook_sk(id: WebhookId) -> String {
     format!("{WEBHOOK_SK_PREFIX}{id}")
+}
+
+/// The partition of one webhook's delivery history.
+pub fn history_pk(project: &ProjectCode, webhook: WebhookId) -> String {
+    format!("HISTORY#{project}#{webhook}")
+}
+
+/// The sort keys of one delivery's attempts start with this.
+pub fn delivery_sk_prefix(delivery: Uuid) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{}#", delivery.hyphenated())
+}
+
+pub fn attempt_sk(delivery: Uuid, attempt: u32) -> String {
+    format!("{}{}", delivery_sk_prefix(delivery), attempt_text(attempt))
+}
+
+pub fn event_pk(id: Uuid) -> String {
+    format!("EVENT#{}", id.hyphenated())
 }
 
 pub fn token_pk(id: &TokenId) -> String {
@@ -221,9 +254,64 @@ pub fn counter_key(project: &ProjectCode) -> Item {
     key(project_pk(project), COUNTER_SK.to_owned())
 }
 
+/// The key of an attempt item.
+pub fn attempt_key(project: &ProjectCode, webhook: WebhookId, cursor: AttemptCursor) -> Item {
+    key(
+        history_pk(project, webhook),
+        attempt_sk(cursor.delivery_id, cursor.attempt),
+    )
+}
+
+/// The key of a stored event.
+pub fn event_key(id: Uuid) -> Item {
+    key(event_pk(id), EVENT_SK.to_owned())
+}
+
 /// The key of a token item.
 pub fn token_key(id: &TokenId) -> Item {
     key(token_pk(id), TOKEN_SK.to_owned())
+}
+
+/// An attempt as stored: the record, its keys and its expiry.
+#[derive(Serialize, Deserialize)]
+pub(super) struct AttemptItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    pub expires_at: i64,
+}
+
+impl AttemptItem {
+    pub fn new(attempt: &Attempt, expires_at: Timestamp) -> Self {
+        Self {
+            pk: history_pk(&attempt.project, attempt.webhook_id),
+            sk: attempt_sk(attempt.delivery_id, attempt.attempt),
+            attempt: attempt.clone(),
+            expires_at: expires_at.unix_seconds(),
+        }
+    }
+}
+
+/// A stored event: the event, its keys and its expiry.
+#[derive(Serialize, Deserialize)]
+pub(super) struct EventItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub event: StoredEvent,
+    pub expires_at: i64,
+}
+
+impl EventItem {
+    pub fn new(event: &StoredEvent, expires_at: Timestamp) -> Self {
+        Self {
+            pk: event_pk(event.id),
+            sk: EVENT_SK.to_owned(),
+            event: event.clone(),
+            expires_at: expires_at.unix_seconds(),
+        }
+    }
 }
 
 /// A webhook as stored: the webhook, its keys and the sweeper's bookkeeping.
@@ -461,5 +549,24 @@ mod tests {
             s(format!("WEBHOOK#{id}"))
         );
         assert_eq!(counter_key(&project)[attr::SK], s("PROJECT"));
+        let delivery = Uuid::parse_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        let attempt = attempt_key(
+            &project,
+            id,
+            AttemptCursor {
+                delivery_id: delivery,
+                attempt: 2,
+            },
+        );
+        assert_eq!(attempt[attr::PK], s(format!("HISTORY#DEMO#{id}")));
+        assert_eq!(
+            attempt[attr::SK],
+            s("DELIVERY#0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b#00002")
+        );
+        assert_eq!(
+            event_key(delivery)[attr::PK],
+            s("EVENT#0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+        );
+        assert_eq!(event_key(delivery)[attr::SK], s("EVENT"));
     }
 }

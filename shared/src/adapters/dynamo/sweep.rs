@@ -5,11 +5,12 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::{
-    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, NOTICE_PARTITION, attr,
-    notice_count_key, s,
+    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, NOTICE_PARTITION,
+    attr, notice_count_key, s,
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, is_condition_failure, to_value, unavailable};
+use crate::domain::history::Recovery;
 use crate::domain::{ProjectCode, Timestamp, Webhook};
 use crate::ports::{Found, StoreError, SweepStore};
 
@@ -137,7 +138,68 @@ fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Updat
     Ok(update)
 }
 
+/// The update `recover` makes: only while the webhook is enabled, not yet
+/// disabled by a sweep, and failing exactly as it was read.
+fn recover_update(
+    since: Timestamp,
+    last_failure: Option<Timestamp>,
+    recovery: Recovery,
+) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    match recovery {
+        Recovery::Clear => {
+            for field in FAILURE_SUMMARY {
+                update.remove(field);
+            }
+        }
+        Recovery::FailingSince(at) => {
+            update.set(attr::FAILING_SINCE, to_value(&at)?);
+        }
+    }
+    let enabled = update.name(attr::ENABLED);
+    let failing_since = update.name(FAILING_SK);
+    let failing = update.name(attr::FAILING_PK);
+    let last = update.name(attr::LAST_FAILURE_AT);
+    update
+        .condition(format!("{enabled} = :on"))
+        .condition(format!("{failing_since} = :since"))
+        .condition(format!("{failing} IN (:failing, :due)"))
+        .value(":on", AttributeValue::Bool(true))
+        .value(":since", to_value(&since)?)
+        .value(":failing", s(FAILING_PARTITION))
+        .value(":due", s(DUE_PARTITION));
+    match last_failure {
+        Some(at) => {
+            update
+                .condition(format!("{last} = :last"))
+                .value(":last", to_value(&at)?);
+        }
+        None => {
+            update.condition(format!("attribute_not_exists({last})"));
+        }
+    }
+    Ok(update)
+}
+
 impl SweepStore for DynamoStore {
+    async fn delivered_after(
+        &self,
+        webhook: &Webhook,
+        since: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.latest_delivery_after(webhook, since).await
+    }
+
+    async fn recover(&self, webhook: &Webhook, recovery: Recovery) -> Result<bool, StoreError> {
+        let Some(since) = webhook.failing_since else {
+            return Ok(false);
+        };
+        let update = recover_update(since, webhook.last_failure_at, recovery)?;
+        self.update_webhook(&webhook.project, webhook.id, update)
+            .await
+            .map(|hook| hook.is_some())
+    }
+
     async fn due(&self, cutoff: Timestamp) -> Result<Found<Webhook>, StoreError> {
         let mut found = self.query_failing(FAILING_PARTITION, Some(cutoff)).await?;
         let due = self.query_failing(DUE_PARTITION, None).await?;
