@@ -54,12 +54,44 @@ async fn served_document_is_the_openapi_31_file() {
     assert!(reply.body["openapi"].as_str().unwrap().starts_with("3.1"));
 }
 
+/// A delivery of a stored event to webhook `id` of DEMO, recorded as the
+/// sender records it; answers its id.
+async fn recorded_delivery(api: &Api, id: &str) -> String {
+    use shared::domain::{
+        Attempt, DeliveryLog, EventName, Outcome, ProjectCode, StoredEvent, Timestamp, WebhookId,
+    };
+    use shared::ports::{DeliveryStore, HistoryStore};
+    let now = Timestamp::now();
+    let event = StoredEvent {
+        id: uuid::Uuid::now_v7(),
+        project: ProjectCode::parse("DEMO").unwrap(),
+        event_name: EventName::RunCompleted,
+        envelope: r#"{"event_name":"run.completed","payload":{}}"#.into(),
+        created_at: now,
+    };
+    let expires = DeliveryLog::default().expires_at(now).unwrap();
+    api.store.put_event(&event, expires).await.unwrap();
+    let message = event.redelivery(WebhookId::parse(id).unwrap()).unwrap();
+    let attempt = Attempt::of(&message, now).sent(
+        Default::default(),
+        &Outcome::Delivered { status: 200 },
+        std::time::Duration::from_millis(5),
+        b"ok",
+    );
+    api.store
+        .record_attempts(&[attempt], expires)
+        .await
+        .unwrap();
+    message.delivery_id.to_string()
+}
+
 #[tokio::test]
 async fn every_documented_operation_answers_a_documented_status() {
     let api = Api::start().await;
     let spec = spec();
     let hook = api.create_webhook("DEMO", webhook_body("target")).await;
     let token = api.admin("POST", "/projects/DEMO/tokens", None).await.body;
+    let delivery = recorded_delivery(&api, hook["id"].as_str().unwrap()).await;
     let paths = spec["paths"].as_object().unwrap();
     let mut operations = Vec::new();
     for (template, item) in paths {
@@ -72,7 +104,7 @@ async fn every_documented_operation_answers_a_documented_status() {
     }
     // Deletions last, so every other operation still finds its target.
     operations.sort_by_key(|(_, method, _)| method == "DELETE");
-    assert_eq!(operations.len(), 13);
+    assert_eq!(operations.len(), 17);
     for (template, method, op) in operations {
         let id = if template.contains("tokens") {
             &token["id"]
@@ -81,7 +113,8 @@ async fn every_documented_operation_answers_a_documented_status() {
         };
         let path = template
             .replace("{project}", "DEMO")
-            .replace("{id}", id.as_str().unwrap());
+            .replace("{id}", id.as_str().unwrap())
+            .replace("{delivery_id}", &delivery);
         let body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             .as_str()
             .map(|r| example_body(&spec, r.rsplit('/').next().unwrap()));

@@ -104,7 +104,8 @@ fn list_params(
     Ok((status, limit, after))
 }
 
-/// `GET .../deliveries`: the webhook's attempts, newest first; one Query.
+/// `GET .../deliveries`: the webhook's attempts, newest first; one Query
+/// (and the webhook's GetItem beside it).
 pub async fn list<S: Store, Q: Queue>(
     State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
@@ -117,11 +118,15 @@ pub async fn list<S: Store, Q: Queue>(
     if !state.delivery_log.is_on() {
         return Err(log_off());
     }
-    let page = state
-        .store
-        .list_attempts(&project, id, status, limit, after)
-        .await
-        .map_err(|e| ApiError::from_store(e, WEBHOOK))?;
+    // The webhook is read beside the Query: a deleted one has no history
+    // to show, though its records stay until they expire.
+    let (_, page) = tokio::try_join!(webhook(&state, &project, id), async {
+        state
+            .store
+            .list_attempts(&project, id, status, limit, after)
+            .await
+            .map_err(|e| ApiError::from_store(e, WEBHOOK))
+    })?;
     Ok(Json(DeliveryList {
         deliveries: page.items.into_iter().map(Attempt::summary).collect(),
         next_cursor: page.next.map(|cursor| cursor.to_string()),
@@ -157,7 +162,10 @@ pub async fn read<S: Store, Q: Queue>(
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let project = principal.project(&project, WEBHOOK)?;
     let (id, delivery) = (webhook_id(&id)?, delivery_id(&delivery)?);
-    let attempts = attempts(&state, &project, id, delivery).await?;
+    let (_, attempts) = tokio::try_join!(
+        webhook(&state, &project, id),
+        attempts(&state, &project, id, delivery)
+    )?;
     Ok(Json(DeliveryDetail {
         delivery_id: delivery,
         attempts,
@@ -214,8 +222,10 @@ pub async fn redeliver<S: Store, Q: Queue>(
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let project = principal.project(&project, WEBHOOK)?;
     let (id, delivery) = (webhook_id(&id)?, delivery_id(&delivery)?);
-    let attempts = attempts(&state, &project, id, delivery).await?;
-    let hook = webhook(&state, &project, id).await?;
+    let (hook, attempts) = tokio::try_join!(
+        webhook(&state, &project, id),
+        attempts(&state, &project, id, delivery)
+    )?;
     let event_id = attempts[0].event_id;
     let event = state
         .store
