@@ -15,7 +15,7 @@ use sender::poller::poll_once;
 use serde_json::{Value, json};
 use shared::adapters::HttpPoster;
 use shared::domain::notice::cutoff;
-use shared::domain::{NoticeSettings, ProjectCode, Timestamp, WebhookId};
+use shared::domain::{DeliveryLog, NoticeSettings, ProjectCode, Timestamp, WebhookId};
 use shared::ports::{DeliveryStore, WebhookStore};
 
 use crate::receiver::Receiver;
@@ -32,8 +32,9 @@ fn per(counters: &[&CallCounter], per: f64) -> BTreeMap<String, f64> {
     out
 }
 
-/// AWS calls per delivery for a publish to 10 webhooks and its SQS batch.
-pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
+/// AWS calls per delivery for a publish to 10 webhooks and its SQS batch,
+/// with the delivery history kept as `log` says.
+pub async fn per_delivery(failing: bool, log: DeliveryLog) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
     let path = if failing { "/fail" } else { "/ok" };
@@ -46,7 +47,7 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
         queue,
         dynamo,
         sqs,
-    } = stack.counting().await;
+    } = stack.counting_with_log(log).await;
     let reply = api.publish_run("COUNT").await;
     assert_eq!(reply.body["deliveries"], 10);
     let sender = Sender::new(
@@ -54,7 +55,8 @@ pub async fn per_delivery(failing: bool) -> BTreeMap<String, f64> {
         HttpPoster::new(loopback_policy(), Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{e}")),
         10,
-    );
+    )
+    .with_history(log);
     let mut received = 0;
     while received < 10 {
         received += poll_once(&sender, queue.client(), &stack.api.queue_url, 1)

@@ -21,8 +21,36 @@ pub const DYNAMODB_READ_UNIT: f64 = 0.125 / 1e6;
 pub const DYNAMODB_WRITE_UNIT: f64 = 0.625 / 1e6;
 /// API Gateway HTTP API, per request (first 300 million a month).
 pub const HTTP_API_REQUEST: f64 = 1.00 / 1e6;
+/// DynamoDB standard table storage, per GB-month.
+pub const DYNAMODB_GB_MONTH: f64 = 0.25;
 /// Subscribers per published event assumed by the model.
 pub const FANOUT: f64 = 10.0;
+
+/// The delivery history's items, in bytes as DynamoDB bills them, and how
+/// long they are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    pub attempt_bytes: usize,
+    pub event_bytes: usize,
+    pub days: f64,
+}
+
+/// Write units for one item of `bytes`: one per started KiB.
+fn write_units(bytes: usize) -> f64 {
+    bytes.div_ceil(1024).max(1) as f64
+}
+
+impl History {
+    /// Dollars per million deliveries for the history: one attempt item per
+    /// delivery (in the sender's one BatchWriteItem per batch), one event
+    /// item per publish, and their storage for the retention.
+    pub fn per_million(&self) -> (f64, f64) {
+        let writes = write_units(self.attempt_bytes) + write_units(self.event_bytes) / FANOUT;
+        let bytes = self.attempt_bytes as f64 + self.event_bytes as f64 / FANOUT;
+        let storage = bytes * 1e6 / 1e9 * DYNAMODB_GB_MONTH * self.days / 30.0;
+        (writes * DYNAMODB_WRITE_UNIT * 1e6, storage)
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
@@ -33,12 +61,15 @@ pub struct Cost {
 }
 
 /// `calls`: AWS calls per delivery (counted), `sender_batch_s`: handler time
-/// of a 10-record batch, `publish_s`: handler time of one publish.
+/// of a 10-record batch, `publish_s`: handler time of one publish,
+/// `history`: the delivery history's items when it is on (the counted calls
+/// then include its BatchWriteItem and PutItem).
 pub fn model(
     scenario: &str,
     calls: &BTreeMap<String, f64>,
     sender_batch_s: f64,
     publish_s: f64,
+    history: Option<History>,
 ) -> Cost {
     let get = |op: &str| calls.get(op).copied().unwrap_or(0.0);
     let per_publish = 1.0 / FANOUT;
@@ -61,6 +92,18 @@ pub fn model(
     per_million.insert("SQS".to_owned(), sqs * 1e6);
     per_million.insert("DynamoDB".to_owned(), dynamodb * 1e6);
     per_million.insert("API Gateway".to_owned(), api * 1e6);
+    if let Some(history) = history {
+        assert!(
+            get("BatchWriteItem") > 0.0 && get("PutItem") > 0.0,
+            "the counted run recorded the history"
+        );
+        let (writes, storage) = history.per_million();
+        per_million.insert("DynamoDB history writes".to_owned(), writes);
+        per_million.insert(
+            format!("DynamoDB history storage ({} days)", history.days),
+            storage,
+        );
+    }
     let total = per_million.values().sum();
     Cost {
         scenario: scenario.to_owned(),

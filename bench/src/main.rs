@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
+use shared::domain::DeliveryLog;
+use shared::domain::history::DEFAULT_DELIVERY_LOG_DAYS;
 
 mod aws;
 mod coldstart;
 mod cost;
+mod items;
 mod memstore;
 mod receiver;
 mod speed;
@@ -165,27 +168,28 @@ async fn main() {
         speed::isolation(5, deadline).await,
     );
 
-    // 3. AWS calls.
-    let healthy = aws::per_delivery(false).await;
-    let failing = aws::per_delivery(true).await;
-    let mut figures = vec![
-        Figure::once(
-            "AWS calls per healthy delivery",
+    // 3. AWS calls, with the delivery history on (as deployed) and off.
+    let on = DeliveryLog::default();
+    let healthy = aws::per_delivery(false, on).await;
+    let failing = aws::per_delivery(true, on).await;
+    let healthy_off = aws::per_delivery(false, DeliveryLog::off()).await;
+    let failing_off = aws::per_delivery(true, DeliveryLog::off()).await;
+    let mut figures = Vec::new();
+    for (what, calls) in [
+        ("healthy delivery", &healthy),
+        ("failing delivery", &failing),
+        ("healthy delivery, history off", &healthy_off),
+        ("failing delivery, history off", &failing_off),
+    ] {
+        figures.push(Figure::once(
+            &format!("AWS calls per {what}"),
             "calls",
-            healthy.values().sum(),
-        ),
-        Figure::once(
-            "AWS calls per failing delivery",
-            "calls",
-            failing.values().sum(),
-        ),
-    ];
-    results
-        .aws_calls
-        .insert("per healthy delivery".into(), healthy.clone());
-    results
-        .aws_calls
-        .insert("per failing delivery".into(), failing.clone());
+            calls.values().sum(),
+        ));
+        results
+            .aws_calls
+            .insert(format!("per {what}"), calls.clone());
+    }
     for n in [1, 10, 100] {
         let calls = aws::per_publish(n).await;
         figures.push(Figure::once(
@@ -221,7 +225,7 @@ async fn main() {
     }
     results.section(
         "AWS requests per unit of work",
-        "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
+        "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10, with the delivery history on (the default) and off; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
         figures,
     );
 
@@ -233,12 +237,25 @@ async fn main() {
         figures,
     );
 
-    // 4. Cost.
-    for (scenario, calls) in [
-        ("healthy webhooks", &healthy),
-        ("failing webhooks", &failing),
+    // 4. Cost, and the history's items.
+    let sizes = items::sizes();
+    let history = |event_bytes| cost::History {
+        attempt_bytes: sizes.attempt,
+        event_bytes,
+        days: f64::from(DEFAULT_DELIVERY_LOG_DAYS),
+    };
+    for (scenario, calls, log) in [
+        ("healthy webhooks", &healthy, Some(history(sizes.event))),
+        ("failing webhooks", &failing, Some(history(sizes.event))),
+        ("healthy webhooks, history off", &healthy_off, None),
+        ("failing webhooks, history off", &failing_off, None),
+        (
+            "healthy webhooks, 256 KiB events",
+            &healthy,
+            Some(history(sizes.largest_event)),
+        ),
     ] {
-        let c = cost::model(scenario, calls, batch_s, publish_ms / 1000.0);
+        let c = cost::model(scenario, calls, batch_s, publish_ms / 1000.0, log);
         println!(
             "cost per million deliveries ({scenario}): ${:.2} ({})",
             c.total_per_million,
@@ -264,11 +281,30 @@ async fn main() {
     results.section(
         "Cost model",
         &format!(
-            "Per million deliveries, each publish fanning out to {} webhooks: Lambda (128 MB, arm64) requests and GB-seconds from the measured handler time of a 10-record batch (median of section 1) and of a publish (median publish call of the end-to-end run, an upper bound: it includes the emulator), SQS requests, DynamoDB read and write units and API Gateway requests from the counted calls. Prices: {}.",
+            "Per million deliveries, each publish fanning out to {} webhooks: Lambda (128 MB, arm64) requests and GB-seconds from the measured handler time of a 10-record batch (median of section 1) and of a publish (median publish call of the end-to-end run, an upper bound: it includes the emulator), SQS requests, DynamoDB read and write units and API Gateway requests from the counted calls. With the delivery history on (the default, {} days), one attempt item per delivery and one event item per publish, write units by their measured sizes (next section), and their storage for the retention. The 256 KiB scenario changes only the stored event's size (its SQS and Lambda figures are those of the typical event). Prices: {}.",
             cost::FANOUT,
+            DEFAULT_DELIVERY_LOG_DAYS,
             cost::PRICES_AS_OF
         ),
         cost_figures,
+    );
+    results.section(
+        "Delivery history items",
+        "Sizes as DynamoDB bills them (attribute names plus values), of the items built by the code that stores them: an attempt of the typical event (`run.completed`, 171 bytes as Qase sends it) with its signed request headers, the secret masked, and a short response; the same attempt failed with a full 1 KiB response body; the stored event, typical and the largest accepted (a 256 KiB envelope). A write costs one unit per started KiB.",
+        vec![
+            Figure::once("attempt item, typical event, delivered", "bytes", sizes.attempt as f64),
+            Figure::once(
+                "attempt item, failed with a 1 KiB response body",
+                "bytes",
+                sizes.attempt_full_body as f64,
+            ),
+            Figure::once("event item, typical event", "bytes", sizes.event as f64),
+            Figure::once(
+                "event item, 256 KiB envelope",
+                "bytes",
+                sizes.largest_event as f64,
+            ),
+        ],
     );
 
     // 5. Cold start and footprint.

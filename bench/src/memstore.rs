@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use shared::domain::{Attempt, SigningSecret, Timestamp, Webhook, WebhookId};
 use shared::ports::{DeliveryStore, StoreError, WebhookKey};
@@ -11,22 +10,11 @@ use shared::ports::{DeliveryStore, StoreError, WebhookKey};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     webhooks: Mutex<HashMap<WebhookKey, Webhook>>,
-    /// Attempts recorded, and the calls that recorded them.
-    attempts: AtomicUsize,
-    history_writes: AtomicUsize,
 }
 
 impl MemoryStore {
     pub fn insert(&self, hook: Webhook) {
         self.lock().insert((hook.project.clone(), hook.id), hook);
-    }
-
-    /// Attempts recorded so far, and in how many calls.
-    pub fn history(&self) -> (usize, usize) {
-        (
-            self.attempts.load(Ordering::Relaxed),
-            self.history_writes.load(Ordering::Relaxed),
-        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookKey, Webhook>> {
@@ -100,8 +88,6 @@ impl DeliveryStore for MemoryStore {
                 .len();
         }
         std::hint::black_box(bytes);
-        self.attempts.fetch_add(attempts.len(), Ordering::Relaxed);
-        self.history_writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

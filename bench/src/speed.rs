@@ -11,8 +11,8 @@ use shared::domain::delivery::{
     WEBHOOK_TIMESTAMP_HEADER,
 };
 use shared::domain::{
-    DeliveryMessage, Event, ProjectCode, PublishInput, SigningSecret, Timestamp, Webhook,
-    WebhookId, WebhookInput,
+    DeliveryLog, DeliveryMessage, Event, ProjectCode, PublishInput, SigningSecret, Timestamp,
+    Webhook, WebhookId, WebhookInput,
 };
 
 use crate::memstore::MemoryStore;
@@ -25,7 +25,7 @@ fn project() -> ProjectCode {
     ProjectCode::parse("BENCH").unwrap_or_else(|_| unreachable!("a valid code"))
 }
 
-fn webhook(endpoint: String) -> Webhook {
+pub fn webhook(endpoint: String) -> Webhook {
     let mut hook = WebhookInput {
         title: Some("bench".into()),
         endpoint: Some(endpoint),
@@ -44,7 +44,8 @@ fn signing_secret() -> SigningSecret {
     SigningSecret::generate().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The event of `shared/fixtures`-style size used by every run.
+/// A typical Qase event (`run.completed`, 171 bytes as Qase sends it),
+/// used by every run.
 pub fn event() -> Event {
     let input: PublishInput = serde_json::from_str(
         r#"{"event_name":"run.completed","timestamp":1650540194,"team_member_id":40,"payload":{"id":2,"cases":14,"passed":0,"failed":0,"blocked":0,"duration":0}}"#,
@@ -77,7 +78,8 @@ fn sender_over(hooks: &[Webhook], deadline: Duration) -> Sender<MemoryStore> {
     }
     let http =
         HttpPoster::new(local_stack::loopback_policy(), deadline).unwrap_or_else(|e| panic!("{e}"));
-    Sender::new(store, http, BATCH)
+    // As deployed: every attempt is recorded in the delivery history.
+    Sender::new(store, http, BATCH).with_history(DeliveryLog::default())
 }
 
 /// Deliveries per second through `Sender::handle`, batch after batch. The

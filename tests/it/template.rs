@@ -805,3 +805,58 @@ fn the_daily_e_mail_limit_reaches_the_sweeper() {
     let config = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(config.notices_per_day, 3);
 }
+
+/// The actions a function's policy allows on `resource`.
+fn allowed_on(t: &Value, function: &str, resource_value: &Value) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in resource(t, function)["Policies"].as_array().unwrap() {
+        for statement in policy["Statement"].as_array().unwrap() {
+            if &statement["Resource"] == resource_value {
+                for action in statement["Action"].as_array().unwrap() {
+                    actions.insert(action.as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_delivery_log_setting_reaches_every_function_with_the_calls_it_needs() {
+    use shared::domain::DeliveryLog;
+    use shared::domain::history::{DEFAULT_DELIVERY_LOG_DAYS, MAX_DELIVERY_LOG_DAYS};
+    let t = template();
+    let param = &t["Parameters"]["DeliveryLogDays"];
+    assert_eq!(
+        param["Default"].as_u64(),
+        Some(u64::from(DEFAULT_DELIVERY_LOG_DAYS))
+    );
+    assert_eq!(param["MinValue"], 0, "0 turns the history off");
+    assert_eq!(
+        param["MaxValue"].as_u64(),
+        Some(u64::from(MAX_DELIVERY_LOG_DAYS))
+    );
+    for days in ["30", "0"] {
+        let expected = DeliveryLog::days(days.parse().unwrap());
+        for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
+            let mut env = function_env(&t, function);
+            assert_eq!(env["DELIVERY_LOG_DAYS"], "30", "{function}");
+            env.insert("DELIVERY_LOG_DAYS".into(), days.into());
+            let lookup = |k: &str| env.get(k).cloned();
+            let env = Env::new(&lookup);
+            let read = match function {
+                "ConfigApiFunction" => config_api::ApiConfig::from_env(&env).unwrap().delivery_log,
+                "SenderFunction" => sender::SenderConfig::from_env(&env).unwrap().delivery_log,
+                _ => sweeper::SweeperConfig::from_env(&env).unwrap().delivery_log,
+            };
+            assert_eq!(read, expected, "{function} with {days}");
+        }
+    }
+    let table = json!({"Fn::GetAtt": ["WebhooksTable", "Arn"]});
+    assert!(allowed_on(&t, "SenderFunction", &table).contains("dynamodb:BatchWriteItem"));
+    assert!(allowed_on(&t, "SweeperFunction", &table).contains("dynamodb:Query"));
+    let api = allowed_on(&t, "ConfigApiFunction", &table);
+    for action in ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"] {
+        assert!(api.contains(action), "{action}");
+    }
+}

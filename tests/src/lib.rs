@@ -213,13 +213,23 @@ pub mod api {
         /// The same table and queue, served by a router over other clients of
         /// them (e.g. counting ones), with the local stack's endpoint rules.
         pub fn over<S: config_api::Store, Q: config_api::Queue>(&self, store: S, queue: Q) -> Self {
+            self.over_with_log(store, queue, shared::domain::DeliveryLog::default())
+        }
+
+        /// [`Api::over`], keeping the delivery history as `log` says.
+        pub fn over_with_log<S: config_api::Store, Q: config_api::Queue>(
+            &self,
+            store: S,
+            queue: Q,
+            log: shared::domain::DeliveryLog,
+        ) -> Self {
             let state = config_api::AppState::new(
                 store,
                 queue,
                 config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
                 local_stack::local_rules(),
                 config_api::DEFAULT_SIGNING_OVERLAP,
-                shared::domain::DeliveryLog::default(),
+                log,
             );
             Self {
                 router: config_api::router(state),
@@ -418,10 +428,16 @@ pub mod stack {
         /// The router, the store and the queue over clients that count their
         /// AWS calls.
         pub async fn counting(&self) -> Counting {
+            self.counting_with_log(shared::domain::DeliveryLog::default())
+                .await
+        }
+
+        /// [`Stack::counting`], the router keeping the history as `log` says.
+        pub async fn counting_with_log(&self, log: shared::domain::DeliveryLog) -> Counting {
             let (store, dynamo) = crate::counting::counting_store(self.api.store.table()).await;
             let (queue, sqs) = crate::counting::counting_queue(&self.api.queue_url).await;
             Counting {
-                api: self.api.over(store.clone(), queue.clone()),
+                api: self.api.over_with_log(store.clone(), queue.clone(), log),
                 store,
                 queue,
                 dynamo,

@@ -355,6 +355,42 @@ pub fn webhook_item(webhook: &Webhook) -> Result<Item, serde_dynamo::Error> {
     serde_dynamo::to_item(WebhookItem::new(webhook))
 }
 
+/// An attempt as the sender stores it.
+pub fn attempt_item(attempt: &Attempt, expires_at: Timestamp) -> Result<Item, serde_dynamo::Error> {
+    serde_dynamo::to_item(AttemptItem::new(attempt, expires_at))
+}
+
+/// An event as publishing stores it.
+pub fn event_item(event: &StoredEvent, expires_at: Timestamp) -> Result<Item, serde_dynamo::Error> {
+    serde_dynamo::to_item(EventItem::new(event, expires_at))
+}
+
+/// An item's size as DynamoDB bills it: attribute names plus values
+/// (strings their UTF-8 bytes, numbers about one byte per two digits plus
+/// one, booleans and nulls one byte, lists and maps 3 bytes plus one per
+/// element). Writes cost one unit per started KiB.
+pub fn item_size(item: &Item) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(items) => 3 + items.iter().map(|i| value(i) + 1).sum::<usize>(),
+            AttributeValue::M(map) => {
+                3 + map
+                    .iter()
+                    .map(|(k, v)| k.len() + value(v) + 1)
+                    .sum::<usize>()
+            }
+            AttributeValue::Ss(items) => items.iter().map(String::len).sum(),
+            AttributeValue::Ns(items) => items.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(name, v)| name.len() + value(v)).sum()
+}
+
 /// Creates the table with its keys, the `failing` index and the
 /// time-to-live attribute, on-demand billing: the definition `template.yaml`
 /// also declares (a test compares them). Used by tests and the local stack.
@@ -537,6 +573,22 @@ mod tests {
         for name in [attr::PK, attr::SK, attr::PROJECT, attr::TOKEN_HASH] {
             assert!(item.contains_key(name), "{name}");
         }
+    }
+
+    #[test]
+    fn item_sizes_count_names_and_values_as_dynamodb_bills_them() {
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s("abc")),
+            ("n".to_owned(), AttributeValue::N("12345".into())),
+            ("on".to_owned(), AttributeValue::Bool(true)),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([("k".to_owned(), s("vv"))])),
+            ),
+            ("l".to_owned(), AttributeValue::L(vec![s("x"), s("yz")])),
+        ]);
+        // pk 2+3, n 1+(3+1), on 2+1, m 1+(3+1+2+1), l 1+(3+2+3)
+        assert_eq!(item_size(&item), 5 + 5 + 3 + 8 + 9);
     }
 
     #[test]
