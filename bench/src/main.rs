@@ -152,7 +152,7 @@ async fn main() {
     let (figures, batch_s) = speed::throughput(15, 1_000).await;
     results.section(
         "Sender throughput vs a bare HTTP client",
-        "The sender's delivery path (`Sender::handle` on SQS batches of 10: decode, look up the webhooks through the storage port backed by an in-memory store, build and sign the request, POST, classify, record) against a bare reqwest loop posting the same envelope and Qase headers, unsigned, to the same loopback receiver in waves of 10; and the same bare loop with the Standard Webhooks headers signed per request, against the unsigned one. 10,000 deliveries per run, 15 runs interleaved, after a warm-up.",
+        "The sender's delivery path (`Sender::handle` on SQS batches of 10: decode, look up the webhooks through the storage port backed by an in-memory store, build and sign the request, POST, classify, record, and add each attempt to the delivery history, serialized as a store would) against a bare reqwest loop posting the same envelope and Qase headers, unsigned, to the same loopback receiver in waves of 10; and the same bare loop with the Standard Webhooks headers signed per request, against the unsigned one. The same sender with the history off, against the one with it. 10,000 deliveries per run, 15 runs of the five loops interleaved in a rotating order, after a warm-up.",
         figures,
     );
 

@@ -3,6 +3,7 @@
 //! pages of a webhook's attempts, redelivery and ping, and whether a success
 //! clears a failure the summary still shows.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -49,6 +50,11 @@ impl DeliveryLog {
 
     pub fn off() -> Self {
         Self { days: 0 }
+    }
+
+    /// Days kept; 0 when off.
+    pub fn days_kept(&self) -> u32 {
+        self.days
     }
 
     pub fn is_on(&self) -> bool {
@@ -102,6 +108,9 @@ impl AttemptOutcome {
     }
 }
 
+/// Request headers by name, as recorded.
+pub type Headers = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
+
 /// One attempt of one delivery, as recorded and shown. Never holds a secret:
 /// sensitive header values are masked when the record is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,9 +133,11 @@ pub struct Attempt {
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    /// The request headers as sent, secret values masked.
+    /// The request headers as sent, secret values masked. Names and the
+    /// values that never change are borrowed, so recording them copies
+    /// only the per-delivery values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub request_headers: BTreeMap<String, String>,
+    pub request_headers: Headers,
     /// The first 1 KiB of the response body, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
@@ -167,7 +178,7 @@ impl Attempt {
     /// `body` (at most the first 1 KiB is kept).
     pub fn sent(
         mut self,
-        headers: BTreeMap<String, String>,
+        headers: Headers,
         outcome: &Outcome,
         latency: Duration,
         body: &[u8],
@@ -200,12 +211,16 @@ impl Attempt {
 
 /// The headers of a dispatch as the history shows them: sensitive values
 /// (the webhook secret) masked.
-pub fn masked_headers(headers: &[Header]) -> BTreeMap<String, String> {
+pub fn masked_headers(headers: &[Header]) -> Headers {
     headers
         .iter()
         .map(|h| {
-            let value = if h.sensitive { MASKED } else { &*h.value };
-            (h.name.to_owned(), value.to_owned())
+            let value = if h.sensitive {
+                Cow::Borrowed(MASKED)
+            } else {
+                h.value.clone()
+            };
+            (Cow::Borrowed(h.name), value)
         })
         .collect()
 }
@@ -424,6 +439,8 @@ mod tests {
         assert_eq!(DeliveryLog::days(0).expires_at(now), None);
         assert!(!DeliveryLog::off().is_on());
         assert!(DeliveryLog::days(1).is_on());
+        assert_eq!(DeliveryLog::days(1000).days_kept(), 365);
+        assert_eq!(DeliveryLog::default().days_kept(), 30);
     }
 
     #[test]
@@ -488,7 +505,7 @@ mod tests {
 
     impl Attempt {
         fn headers_named(&self, name: &str) -> Option<&str> {
-            self.request_headers.get(name).map(String::as_str)
+            self.request_headers.get(name).map(|v| &**v)
         }
     }
 

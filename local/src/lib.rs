@@ -355,12 +355,21 @@ A failing endpoint (restart with DISABLE_AFTER=90s SWEEP_EVERY=10s make dev to s
     -d '{{"title": "Broken", "endpoint": "{inspector}/broken?status=503", "events": ["run.completed"], "notify_emails": ["you@example.com"]}}'
   (publish again, then GET $API/projects/DEMO/webhooks: "failing_since" is set; after the window the sweeper
    disables it and the e-mail is printed here)
+What was sent and what came back, per webhook (the delivery history, kept {history}):
+  curl -sS $API/projects/DEMO/webhooks/<id>/deliveries -H "Authorization: Bearer $TOKEN"
+  curl -sS $API/projects/DEMO/webhooks/<id>/deliveries/<delivery_id> -H "Authorization: Bearer $TOKEN"
+  curl -sS -X POST $API/projects/DEMO/webhooks/<id>/deliveries/<delivery_id>/redeliver -H "Authorization: Bearer $TOKEN"
+  curl -sS -X POST $API/projects/DEMO/webhooks/<id>/ping -H "Authorization: Bearer $TOKEN"
 
 ready: API {api}, inspector {inspector}"#,
         emulator = emulator.endpoint(),
         dlq = resources.dead_letter_queue_url,
         window = humanize(config.disable_after),
         every = humanize(config.sweep_every),
+        history = match config.delivery_log.days_kept() {
+            0 => "off: DELIVERY_LOG_DAYS=0".to_owned(),
+            days => format!("{days} days; DELIVERY_LOG_DAYS=0 turns it off"),
+        },
     );
 }
 

@@ -153,6 +153,55 @@ def main():
             assert page.locator("#signing-secret").text_content() != first
             page.get_by_role("button", name="Cancel").click()
 
+        def inspector(path):
+            return call("GET", path, base=INSPECTOR, token=None)
+
+        def wait_for(path, count):
+            for _ in range(100):
+                received = inspector(path)
+                if len(received) >= count:
+                    return received
+                time.sleep(0.1)
+            raise AssertionError(f"{path}: {len(received)} of {count} requests arrived")
+
+        def shows_deliveries_redelivers_and_pings():
+            page.locator("#list li").first.get_by_role("button", name="Deliveries").click()
+            expect(page.get_by_role("heading", name="Deliveries of “Inspector from the page”")).to_be_visible()
+            rows = page.locator("#attempts li")
+            expect(rows).to_have_count(1)
+            expect(rows.first.locator(".badge")).to_have_text("delivered")
+            rows.first.locator("summary").click()
+            expect(rows.first.locator("pre").first).to_contain_text("X-Qase-Delivery-Id")
+            expect(rows.first.locator("pre").nth(1)).to_contain_text("recorded")
+            rows.first.get_by_role("button", name="Redeliver").click()
+            expect(page.locator("#deliveries-note")).to_contain_text("Redelivery queued")
+            received = wait_for(f"/ui-{PROJECT}", 2)
+            assert received[1]["headers"].get("x-qase-redelivery") == "true", received[1]["headers"]
+            assert received[1]["body"] == received[0]["body"]
+            page.get_by_role("button", name="Send a ping").click()
+            expect(page.locator("#deliveries-note")).to_contain_text("Ping queued")
+            received = wait_for(f"/ui-{PROJECT}", 3)
+            assert json.loads(received[2]["body"])["event_name"] == "webhook.ping", received[2]
+            # The sender records each batch once its POSTs end; reload until all three show.
+            for _ in range(30):
+                page.get_by_label("Show").select_option("failed")
+                page.get_by_label("Show").select_option("")
+                page.wait_for_timeout(200)
+                if rows.count() == 3:
+                    break
+            expect(rows).to_have_count(3)
+            expect(page.locator("#attempts .muted").first).to_contain_text("ping")
+            page.get_by_label("Show").select_option("failed")
+            expect(page.locator("#no-deliveries")).to_be_visible()
+            if SCREENSHOTS:
+                page.get_by_label("Show").select_option("")
+                expect(rows).to_have_count(3)
+                rows.nth(1).locator("summary").click()
+                expect(rows.nth(1).locator("pre").first).to_be_visible()
+                page.screenshot(path=os.path.join(SCREENSHOTS, "settings-deliveries.png"), full_page=True)
+            page.get_by_role("button", name="Back to webhooks").click()
+            expect(page.locator("#list li")).to_have_count(2)
+
         def works_at_360_px():
             page.set_viewport_size({"width": 360, "height": 740})
             page.reload()
@@ -181,6 +230,7 @@ def main():
         check("an invalid endpoint shows its error beside the Endpoint field", shows_field_errors)
         check("a title with HTML is shown as text and no dialog opens", shows_titles_as_text)
         check("reveals and rotates the signing secret", reveals_and_rotates_the_signing_secret)
+        check("lists deliveries with their request and response, redelivers and pings", shows_deliveries_redelivers_and_pings)
         check("works at 360 px wide", works_at_360_px)
         check("signs out and forgets the token", signs_out)
         check("no script errors (the CSP blocked nothing the page needs)", no_script_errors)

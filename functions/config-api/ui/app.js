@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, project: null, catalog: null, editing: null };
+const state = { token: null, project: null, catalog: null, editing: null, viewing: null, cursor: null, loads: 0 };
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -41,7 +41,7 @@ function projectPath(rest = "") {
 }
 
 function show(section) {
-  for (const id of ["sign-in", "webhooks", "editor"]) $(id).hidden = id !== section;
+  for (const id of ["sign-in", "webhooks", "editor", "deliveries"]) $(id).hidden = id !== section;
   $("sign-out").hidden = section === "sign-in";
 }
 
@@ -117,6 +117,8 @@ function card(hook) {
   });
   const edit = el("button", { type: "button", class: "secondary", text: "Edit" });
   edit.addEventListener("click", () => openEditor(hook));
+  const history = el("button", { type: "button", class: "secondary", text: "Deliveries" });
+  history.addEventListener("click", () => openDeliveries(hook));
   const remove = el("button", { type: "button", class: "danger", text: "Delete" });
   remove.addEventListener("click", async () => {
     if (!window.confirm(`Delete the webhook "${hook.title}"?`)) return;
@@ -135,6 +137,7 @@ function card(hook) {
     el("div", { class: "actions" }, [
       el("label", { for: `enabled-${hook.id}` }, [toggle, "Enabled"]),
       edit,
+      history,
       remove,
     ]),
   ]);
@@ -157,6 +160,98 @@ async function showList() {
   $("list").replaceChildren(...hooks.map(card));
   $("empty").hidden = hooks.length > 0;
 }
+
+// ---- deliveries ----
+function attemptDetail(attempt) {
+  const lines = Object.entries(attempt.request_headers || {}).map(([name, value]) => `${name}: ${value}`);
+  return el("div", { class: "detail" }, [
+    el("div", { class: "muted", text: `Attempt ${attempt.attempt} · started ${when(attempt.started_at)} · ${attempt.latency_ms} ms` }),
+    el("h3", { text: "Request headers" }),
+    el("pre", { text: lines.join("\n") }),
+    el("h3", { text: "Response" }),
+    el("pre", { text: `${attempt.status ? `HTTP ${attempt.status}` : attempt.failure_reason || attempt.skipped_reason || ""}\n${attempt.response_body || ""}` }),
+  ]);
+}
+
+function attemptRow(attempt) {
+  const reason = attempt.outcome === "delivered" ? `HTTP ${attempt.status}` : attempt.failure_reason || attempt.skipped_reason || "";
+  const trigger = attempt.trigger === "event" ? "" : ` · ${attempt.trigger}`;
+  const details = el("details", {}, [
+    el("summary", {}, [
+      el("span", { class: `badge ${attempt.outcome}`, text: attempt.outcome }),
+      el("span", { class: "title", text: ` ${attempt.event_name}` }),
+      el("span", { class: "muted", text: ` · ${when(attempt.completed_at)} · ${reason}${trigger}${attempt.attempt > 1 ? ` · attempt ${attempt.attempt}` : ""}` }),
+    ]),
+  ]);
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.loaded) return;
+    try {
+      const one = await api("GET", projectPath(`/${state.viewing.id}/deliveries/${attempt.delivery_id}`));
+      details.dataset.loaded = "yes";
+      details.append(...one.attempts.map(attemptDetail));
+    } catch (error) {
+      details.append(el("p", { class: "error", text: error.message }));
+    }
+  });
+  const redeliver = el("button", { type: "button", class: "secondary", text: "Redeliver" });
+  redeliver.addEventListener("click", async () => {
+    redeliver.disabled = true;
+    try {
+      const queued = await api("POST", projectPath(`/${state.viewing.id}/deliveries/${attempt.delivery_id}/redeliver`));
+      $("deliveries-note").textContent = `Redelivery queued (${queued.delivery_id}); refresh in a moment to see it.`;
+    } catch (error) {
+      $("deliveries-error").textContent = error.message;
+    }
+    redeliver.disabled = false;
+  });
+  return el("li", { "data-delivery": attempt.delivery_id }, [details, el("div", { class: "actions" }, [redeliver])]);
+}
+
+async function loadDeliveries(append) {
+  $("deliveries-error").textContent = "";
+  const status = $("d-status").value;
+  const query = new URLSearchParams({ limit: "20" });
+  if (status) query.set("status", status);
+  if (append && state.cursor) query.set("cursor", state.cursor);
+  const ticket = ++state.loads;
+  try {
+    const page = await api("GET", projectPath(`/${state.viewing.id}/deliveries?${query}`));
+    if (ticket !== state.loads) return; // a later load replaced this one
+    const rows = page.deliveries.map(attemptRow);
+    if (append) $("attempts").append(...rows);
+    else $("attempts").replaceChildren(...rows);
+    state.cursor = page.next_cursor;
+    $("more").hidden = !page.next_cursor;
+    $("no-deliveries").hidden = $("attempts").children.length > 0;
+  } catch (error) {
+    $("deliveries-error").textContent = error.message;
+  }
+}
+
+async function openDeliveries(hook) {
+  state.viewing = hook;
+  state.cursor = null;
+  $("deliveries-title").textContent = `Deliveries of “${hook.title}”`;
+  $("deliveries-endpoint").textContent = hook.endpoint;
+  $("deliveries-note").textContent = "";
+  $("d-status").value = "";
+  $("attempts").replaceChildren();
+  show("deliveries");
+  await loadDeliveries(false);
+}
+
+$("back").addEventListener("click", () => showList());
+$("d-status").addEventListener("change", () => loadDeliveries(false));
+$("more").addEventListener("click", () => loadDeliveries(true));
+$("ping").addEventListener("click", async () => {
+  $("deliveries-error").textContent = "";
+  try {
+    const queued = await api("POST", projectPath(`/${state.viewing.id}/ping`));
+    $("deliveries-note").textContent = `Ping queued (${queued.delivery_id}); refresh in a moment to see it.`;
+  } catch (error) {
+    $("deliveries-error").textContent = error.message;
+  }
+});
 
 // ---- editor ----
 async function catalog() {
