@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use shared::domain::history::{AttemptCursor, StatusFilter, ping_event};
 use shared::domain::{
-    Attempt, DeliveryMessage, FieldError, MAX_WEBHOOKS_PER_PROJECT, ProjectCode, StoredEvent,
-    Timestamp, Trigger, Webhook, WebhookId,
+    Attempt, DeliveryMessage, FieldError, ProjectCode, StoredEvent, Timestamp, Trigger, Webhook,
+    WebhookId,
 };
 use uuid::Uuid;
 
-use super::webhooks::DEFAULT_PAGE_SIZE;
+use super::webhooks::{DEFAULT_PAGE_SIZE, page_size};
 use crate::auth::Principal;
 use crate::error::{ApiError, error_chain};
 use crate::{AppState, Queue, Store};
@@ -81,18 +81,7 @@ fn list_params(
                     }
                 });
             }
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_WEBHOOKS_PER_PROJECT).contains(n))
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_WEBHOOKS_PER_PROJECT}"),
-                        )
-                    })?;
-            }
+            "limit" => limit = page_size(&value)?,
             "cursor" => {
                 after = Some(AttemptCursor::parse(&value).ok_or_else(|| {
                     FieldError::new("cursor", "must be the next_cursor of a previous page")

@@ -108,6 +108,20 @@ pub async fn rotate_signing_secret<S: Store, Q: Queue>(
     }))
 }
 
+/// A page's `limit`: 1 to 100.
+pub fn page_size(value: &str) -> Result<u32, FieldError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_WEBHOOKS_PER_PROJECT).contains(n))
+        .ok_or_else(|| {
+            FieldError::new(
+                "limit",
+                format!("must be an integer from 1 to {MAX_WEBHOOKS_PER_PROJECT}"),
+            )
+        })
+}
+
 /// `limit` (1..=100, default 20) and the `cursor` of the previous page: the
 /// id of its last webhook.
 fn page_params(query: Option<&str>) -> Result<(u32, Option<WebhookId>), ApiError> {
@@ -115,18 +129,7 @@ fn page_params(query: Option<&str>) -> Result<(u32, Option<WebhookId>), ApiError
     let mut after = None;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_WEBHOOKS_PER_PROJECT).contains(n))
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_WEBHOOKS_PER_PROJECT}"),
-                        )
-                    })?;
-            }
+            "limit" => limit = page_size(&value)?,
             "cursor" => {
                 after = Some(WebhookId::parse_any_case(&value).ok_or_else(|| {
                     FieldError::new(

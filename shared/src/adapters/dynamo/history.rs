@@ -158,6 +158,26 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// A Query of one webhook's history partition, for sort keys that
+    /// begin with `prefix`.
+    fn history_query(
+        &self,
+        project: &ProjectCode,
+        webhook: WebhookId,
+        prefix: String,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", s(history_pk(project, webhook)))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
+}
+
 impl HistoryStore for DynamoStore {
     async fn put_event(
         &self,
@@ -215,14 +235,7 @@ impl HistoryStore for DynamoStore {
         for _ in 0..FILTERED_READS {
             let wanted = limit.saturating_sub(page.items.len() as u32).max(1);
             let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", s(history_pk(project, webhook)))
-                .expression_attribute_values(":prefix", s(ATTEMPT_SK_PREFIX))
+                .history_query(project, webhook, ATTEMPT_SK_PREFIX.to_owned())
                 .scan_index_forward(false)
                 .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
@@ -260,14 +273,7 @@ impl HistoryStore for DynamoStore {
         let mut start = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", s(history_pk(project, webhook)))
-                .expression_attribute_values(":prefix", s(delivery_sk_prefix(delivery)))
+                .history_query(project, webhook, delivery_sk_prefix(delivery))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

@@ -113,21 +113,13 @@ fn count_update(limit: u32, expires_at: Timestamp) -> Update {
     update
 }
 
-/// The update `disable` makes: only while still enabled and failing since
-/// the time the webhook was read with.
-fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Update, StoreError> {
-    let mut update = Update::default();
+/// Conditions `update` on the webhook being enabled, in the sweeper's
+/// `FAILING` or `DUE` partition, and failing since `since`, as it was read.
+fn still_failing_since(update: &mut Update, since: Timestamp) -> Result<(), StoreError> {
     let enabled = update.name(attr::ENABLED);
     let failing_since = update.name(FAILING_SK);
     let failing = update.name(attr::FAILING_PK);
     update
-        .set(attr::ENABLED, AttributeValue::Bool(false))
-        .set(attr::DISABLED_AT, to_value(&at)?)
-        .set(attr::DISABLED_REASON, s(reason))
-        .set(attr::UPDATED_AT, to_value(&at)?)
-        .set(attr::FAILING_PK, s(NOTICE_PARTITION))
-        .remove(attr::NOTICE_CLAIMED_AT)
-        .remove(attr::NOTICE_SENT_AT)
         .condition(format!("{enabled} = :on"))
         .condition(format!("{failing_since} = :since"))
         .condition(format!("{failing} IN (:failing, :due)"))
@@ -135,6 +127,22 @@ fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Updat
         .value(":since", to_value(&since)?)
         .value(":failing", s(FAILING_PARTITION))
         .value(":due", s(DUE_PARTITION));
+    Ok(())
+}
+
+/// The update `disable` makes: only while still enabled and failing since
+/// the time the webhook was read with.
+fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    update
+        .set(attr::ENABLED, AttributeValue::Bool(false))
+        .set(attr::DISABLED_AT, to_value(&at)?)
+        .set(attr::DISABLED_REASON, s(reason))
+        .set(attr::UPDATED_AT, to_value(&at)?)
+        .set(attr::FAILING_PK, s(NOTICE_PARTITION))
+        .remove(attr::NOTICE_CLAIMED_AT)
+        .remove(attr::NOTICE_SENT_AT);
+    still_failing_since(&mut update, since)?;
     Ok(update)
 }
 
@@ -156,18 +164,8 @@ fn recover_update(
             update.set(attr::FAILING_SINCE, to_value(&at)?);
         }
     }
-    let enabled = update.name(attr::ENABLED);
-    let failing_since = update.name(FAILING_SK);
-    let failing = update.name(attr::FAILING_PK);
+    still_failing_since(&mut update, since)?;
     let last = update.name(attr::LAST_FAILURE_AT);
-    update
-        .condition(format!("{enabled} = :on"))
-        .condition(format!("{failing_since} = :since"))
-        .condition(format!("{failing} IN (:failing, :due)"))
-        .value(":on", AttributeValue::Bool(true))
-        .value(":since", to_value(&since)?)
-        .value(":failing", s(FAILING_PARTITION))
-        .value(":due", s(DUE_PARTITION));
     match last_failure {
         Some(at) => {
             update
@@ -302,6 +300,29 @@ mod tests {
             update.expression(),
             "SET #expires_at = :expires_at ADD #notices_sent :one"
         );
+    }
+
+    #[test]
+    fn recovering_holds_only_while_failing_exactly_as_read() {
+        let since = Timestamp::parse("2026-11-20T00:00:00Z").unwrap();
+        let last = Timestamp::parse("2026-11-21T00:00:00Z").unwrap();
+        let update = recover_update(since, Some(last), Recovery::Clear).unwrap();
+        assert_eq!(
+            update.condition_expression().as_deref(),
+            Some(
+                "(#enabled = :on) AND (#failing_since = :since) AND (#failing_pk IN (:failing, :due)) AND (#last_failure_at = :last)"
+            )
+        );
+        assert!(update.expression().starts_with("REMOVE #failing_since"));
+        let moved = recover_update(since, None, Recovery::FailingSince(last)).unwrap();
+        assert_eq!(moved.expression(), "SET #failing_since = :failing_since");
+        assert!(
+            moved
+                .condition_expression()
+                .unwrap()
+                .ends_with("(attribute_not_exists(#last_failure_at))")
+        );
+        assert_eq!(moved.values[":failing_since"], to_value(&last).unwrap());
     }
 
     #[test]
