@@ -699,3 +699,97 @@ fn notice() -> NoticeSettings {
         settings_url: None,
     }
 }
+
+/// Makes DynamoDB leave all but the first item of the first
+/// `BatchWriteItem` unprocessed, as a throttled table does: those items are
+/// taken out of that call and handed back in its `UnprocessedItems`.
+#[derive(Debug, Clone)]
+struct ThrottleFirstBatchWrite {
+    table: String,
+    left: Arc<std::sync::Mutex<Option<Vec<aws_sdk_dynamodb::types::WriteRequest>>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ThrottleFirstBatchWrite {
+    fn name(&self) -> &'static str {
+        "ThrottleFirstBatchWrite"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextMut<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+        let Some(input) = context.input_mut().downcast_mut::<BatchWriteItemInput>() else {
+            return Ok(());
+        };
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(writes) = input
+                .request_items
+                .as_mut()
+                .and_then(|items| items.get_mut(&self.table))
+        {
+            *self.left.lock().unwrap() = Some(writes.split_off(1));
+        }
+        Ok(())
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextMut<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+        if let Some(Ok(output)) = context.output_or_error_mut()
+            && let Some(output) = output.downcast_mut::<BatchWriteItemOutput>()
+            && let Some(left) = self.left.lock().unwrap().take()
+        {
+            output.unprocessed_items = Some(std::collections::HashMap::from([(
+                self.table.clone(),
+                left,
+            )]));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn attempts_left_unprocessed_by_a_throttled_table_are_written_by_a_second_call() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let ids = stack
+        .webhooks("THROTTLE", 3, |i| rx.url(&format!("/t/{i}")))
+        .await;
+    stack.api.publish_run("THROTTLE").await;
+    let throttle = ThrottleFirstBatchWrite {
+        table: stack.api.store.table().to_owned(),
+        left: Arc::default(),
+        calls: Arc::default(),
+    };
+    let sdk = integration_tests::sdk_config().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(throttle.clone())
+        .build();
+    let store = shared::adapters::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        stack.api.store.table(),
+    );
+    let http = HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2)).unwrap();
+    let sender = sender::Sender::new(store, http, 10).with_history(DeliveryLog::default());
+    let poll = sender::poller::poll_once(&sender, &stack.sqs, &stack.api.queue_url, 0)
+        .await
+        .unwrap();
+    assert_eq!(poll.received, 3);
+    assert_eq!(
+        throttle.calls.load(Ordering::SeqCst),
+        2,
+        "one call, then the unprocessed"
+    );
+    for id in &ids {
+        let page = list(&stack, "THROTTLE", id, "").await;
+        assert_eq!(page["deliveries"].as_array().unwrap().len(), 1, "{id}");
+    }
+}
