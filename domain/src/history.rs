@@ -98,16 +98,6 @@ pub enum AttemptOutcome {
     Skipped,
 }
 
-impl AttemptOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Skipped => "skipped",
-        }
-    }
-}
-
 /// Request headers by name, as recorded.
 pub type Headers = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
 
@@ -634,6 +624,11 @@ mod tests {
             first_id_at(at("1970-01-01T00:00:00Z")),
             "00000000-0000-7000-8000-000000000000"
         );
+    }
+
+    #[test]
+    fn the_sweeper_looks_a_day_back_for_a_success() {
+        assert_eq!(RECOVERY_LOOKBACK, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -210,6 +210,32 @@ async fn delivered_failed_and_timed_out_deliveries_are_recorded_with_their_detai
 }
 
 #[tokio::test]
+async fn a_delivery_skipped_because_the_webhook_was_disabled_meanwhile_says_so() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let id = stack
+        .webhook("SKIP", &rx.url("/s"), &["run.completed"], None)
+        .await;
+    stack.api.publish_run("SKIP").await;
+    stack
+        .api
+        .admin(
+            "PATCH",
+            &format!("/projects/SKIP/webhooks/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    stack.deliver_all().await;
+    assert!(rx.received().is_empty());
+    let page = list(&stack, "SKIP", &id, "").await;
+    let item = &page["deliveries"][0];
+    assert_eq!(item["outcome"], "skipped");
+    assert_eq!(item["skipped_reason"], "webhook disabled");
+    assert!(item["status"].is_null() && item["failure_reason"].is_null());
+    documented("DeliveryAttempt", item);
+}
+
+#[tokio::test]
 async fn pages_come_newest_first_and_follow_the_cursor_to_the_end() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
