@@ -83,7 +83,8 @@ pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
     per(&[&dynamo, &sqs], 1.0)
 }
 
-/// One sweep over `total` webhooks of which 5 are due: items read and calls.
+/// One sweep over `total` webhooks of which 5 are due, with the delivery
+/// history on: items read and calls.
 pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
     let stack = Stack::start().await;
     let now = Timestamp::now();
@@ -131,7 +132,9 @@ pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {
             ..NoticeSettings::default()
         },
     )
-    .await;
+    .await
+    // As deployed: each due webhook's history is looked at before it is disabled.
+    .with_history(DeliveryLog::default());
     let report = sweeper
         .sweep(now, Instant::now() + Duration::from_secs(120))
         .await

@@ -819,3 +819,83 @@ async fn attempts_left_unprocessed_by_a_throttled_table_are_written_by_a_second_
         assert_eq!(page["deliveries"].as_array().unwrap().len(), 1, "{id}");
     }
 }
+
+/// Records how many writes each `BatchWriteItem` request carries.
+#[derive(Debug, Clone, Default)]
+struct BatchWriteSizes(Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for BatchWriteSizes {
+    fn name(&self) -> &'static str {
+        "BatchWriteSizes"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+        if let Some(input) = context.input().downcast_ref::<BatchWriteItemInput>() {
+            let writes = input
+                .request_items
+                .iter()
+                .flat_map(|m| m.values())
+                .map(Vec::len)
+                .sum();
+            self.0.lock().unwrap().push(writes);
+        }
+        Ok(())
+    }
+}
+
+/// DynamoDB refuses a `BatchWriteItem` that writes one key twice (the
+/// emulator does not), so the request itself is checked.
+#[tokio::test]
+async fn one_attempt_handed_to_a_batch_twice_is_recorded_once_as_it_ended_last() {
+    use shared::domain::{Attempt, Outcome, StoredEvent};
+    use shared::ports::{DeliveryStore, HistoryStore};
+    let stack = Stack::start().await;
+    let id = stack
+        .webhook("TWICE", "http://127.0.0.1:9/x", &["run.completed"], None)
+        .await;
+    let project = ProjectCode::parse("TWICE").unwrap();
+    let now = Timestamp::now();
+    let event = StoredEvent {
+        id: uuid::Uuid::now_v7(),
+        project: project.clone(),
+        event_name: shared::domain::EventName::RunCompleted,
+        envelope: "{}".into(),
+        created_at: now,
+    };
+    let message = event.redelivery(WebhookId::parse(&id).unwrap()).unwrap();
+    let sent = |outcome: Outcome| {
+        Attempt::of(&message, now).sent(Default::default(), &outcome, Duration::ZERO, b"")
+    };
+    let first = sent(Outcome::Failed {
+        reason: shared::domain::FailureReason::Status(503),
+    });
+    let last = sent(Outcome::Delivered { status: 200 });
+    let expires = DeliveryLog::default().expires_at(now).unwrap();
+    let sizes = BatchWriteSizes::default();
+    let sdk = integration_tests::sdk_config().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(sizes.clone())
+        .build();
+    let store = shared::adapters::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        stack.api.store.table(),
+    );
+    store
+        .record_attempts(&[first, last.clone()], expires)
+        .await
+        .unwrap();
+    assert_eq!(*sizes.0.lock().unwrap(), vec![1], "one write of the key");
+    let stored = stack
+        .api
+        .store
+        .delivery_attempts(&project, last.webhook_id, last.delivery_id)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![last]);
+}

@@ -64,9 +64,18 @@ impl DynamoStore {
         attempts: &[Attempt],
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        for chunk in attempts.chunks(BATCH_WRITE_MAX) {
+        // One BatchWriteItem refuses two writes of one key, which SQS can
+        // cause by handing one message to a batch twice: keep the last.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<&Attempt> = attempts
+            .iter()
+            .rev()
+            .filter(|a| seen.insert((a.webhook_id, a.delivery_id, a.attempt)))
+            .collect();
+        unique.reverse();
+        for chunk in unique.chunks(BATCH_WRITE_MAX) {
             let mut writes = Vec::with_capacity(chunk.len());
-            for attempt in chunk {
+            for &attempt in chunk {
                 let item = serde_dynamo::to_item(AttemptItem::new(attempt, expires_at))
                     .map_err(corrupt)?;
                 let put = PutRequest::builder()
