@@ -208,6 +208,14 @@ def main():
             expect(page.locator("#list li")).to_have_count(2)
             width = page.evaluate("document.scrollingElement.scrollWidth")
             assert width <= 360, f"scrolls sideways: {width}px"
+            page.locator("#list li").first.get_by_role("button", name="Deliveries").click()
+            expect(page.locator("#attempts li")).to_have_count(3)
+            page.locator("#attempts li").first.locator("summary").click()
+            expect(page.locator("#attempts li").first.locator("pre").first).to_be_visible()
+            width = page.evaluate("document.scrollingElement.scrollWidth")
+            assert width <= 360, f"the deliveries scroll sideways: {width}px"
+            page.get_by_role("button", name="Back to webhooks").click()
+            expect(page.locator("#list li")).to_have_count(2)
             if SCREENSHOTS:
                 page.screenshot(path=os.path.join(SCREENSHOTS, "settings-narrow.png"), full_page=True)
                 page.set_viewport_size({"width": 1100, "height": 800})
@@ -231,7 +239,7 @@ def main():
         check("a title with HTML is shown as text and no dialog opens", shows_titles_as_text)
         check("reveals and rotates the signing secret", reveals_and_rotates_the_signing_secret)
         check("lists deliveries with their request and response, redelivers and pings", shows_deliveries_redelivers_and_pings)
-        check("works at 360 px wide", works_at_360_px)
+        check("works at 360 px wide, deliveries included", works_at_360_px)
         check("signs out and forgets the token", signs_out)
         check("no script errors (the CSP blocked nothing the page needs)", no_script_errors)
         browser.close()
