@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::delivery::{Header, Outcome, RESPONSE_BODY_CAP, Skip};
-use super::{DeliveryMessage, Event, EventName, ProjectCode, Timestamp, Webhook, WebhookId};
+use super::{
+    DeliveryMessage, Event, EventName, ProjectCode, Secret, Timestamp, Webhook, WebhookId,
+};
 
 /// Days an event and its attempts are kept, by default (`DeliveryLogDays`).
 pub const DEFAULT_DELIVERY_LOG_DAYS: u32 = 30;
@@ -187,6 +189,35 @@ impl Attempt {
         self.response_body = (!body.is_empty()).then(|| response_text(body));
         self
     }
+
+    /// Masks the webhook's secret wherever the response body repeats it
+    /// (an endpoint that echoes its request, say), and a start of it cut off
+    /// by the 1 KiB limit: the secret is write-only, and the history is shown
+    /// to anyone holding a token of the project.
+    pub fn masking(mut self, secret: Option<&Secret>) -> Self {
+        if let (Some(body), Some(secret)) = (&mut self.response_body, secret) {
+            *body = mask(body, secret.expose());
+        }
+        self
+    }
+}
+
+/// `text` with every occurrence of `secret`, and a trailing start of it of
+/// at least 4 characters (or all of a shorter secret's), shown as `***`.
+fn mask(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    let mut masked = text.replace(secret, MASKED);
+    let shortest = secret.len().min(4);
+    if let Some(cut) = (shortest..secret.len())
+        .rev()
+        .find(|&n| secret.get(..n).is_some_and(|start| masked.ends_with(start)))
+    {
+        masked.truncate(masked.len() - cut);
+        masked.push_str(MASKED);
+    }
+    masked
 }
 
 impl Attempt {
@@ -217,7 +248,7 @@ pub fn masked_headers(headers: &[Header]) -> Headers {
 
 /// A response body as text: at most [`RESPONSE_BODY_CAP`] bytes, invalid
 /// UTF-8 replaced, a character cut at the cap dropped.
-pub fn response_text(body: &[u8]) -> String {
+fn response_text(body: &[u8]) -> String {
     let kept = &body[..body.len().min(RESPONSE_BODY_CAP)];
     match std::str::from_utf8(kept) {
         Ok(text) => text.to_owned(),
@@ -291,8 +322,7 @@ pub fn ping_event(webhook: &Webhook, now: Timestamp) -> Result<Event, serde_json
 }
 
 /// Which attempts a listing shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     Delivered,
     Failed,
@@ -315,13 +345,6 @@ pub struct AttemptCursor {
 }
 
 impl AttemptCursor {
-    pub fn of(attempt: &Attempt) -> Self {
-        Self {
-            delivery_id: attempt.delivery_id,
-            attempt: attempt.attempt,
-        }
-    }
-
     /// `<delivery id>.<attempt>`, as [`fmt::Display`] writes it.
     pub fn parse(raw: &str) -> Option<Self> {
         let (id, attempt) = raw.split_once('.')?;
@@ -508,6 +531,51 @@ mod tests {
         assert_eq!(record.skipped_reason.as_deref(), Some("webhook disabled"));
         assert_eq!(Skip::Unsubscribed.reason(), "not subscribed");
         assert_eq!(Skip::Deleted.reason(), "webhook deleted");
+    }
+
+    #[test]
+    fn a_response_that_repeats_the_secret_is_recorded_without_it() {
+        let hook = webhook(Some("s3cret-value"));
+        let record = |body: &[u8]| {
+            Attempt::of(
+                &stored_event().redelivery(hook.id).unwrap(),
+                Timestamp::now(),
+            )
+            .sent(
+                Headers::new(),
+                &Outcome::Delivered { status: 200 },
+                Duration::ZERO,
+                body,
+            )
+            .masking(hook.secret.as_ref())
+            .response_body
+            .unwrap()
+        };
+        assert_eq!(
+            record(br#"{"X-Qase-Secret":"s3cret-value","again":"s3cret-value"}"#),
+            r#"{"X-Qase-Secret":"***","again":"***"}"#
+        );
+        // Cut off by the 1 KiB limit after its first characters.
+        let mut cut = vec![b'a'; 1024 - 6];
+        cut.extend_from_slice(b"s3cret");
+        assert_eq!(record(&cut), format!("{}***", "a".repeat(1018)));
+        // Three characters are too few to hide.
+        assert_eq!(record(b"body ends s3c"), "body ends s3c");
+        assert_eq!(record(b"nothing secret"), "nothing secret");
+        let without = Attempt::of(
+            &stored_event().redelivery(hook.id).unwrap(),
+            Timestamp::now(),
+        )
+        .sent(
+            Headers::new(),
+            &Outcome::Delivered { status: 200 },
+            Duration::ZERO,
+            b"s3cret-value",
+        )
+        .masking(None);
+        assert_eq!(without.response_body.as_deref(), Some("s3cret-value"));
+        assert_eq!(mask("a s", "s"), "a ***");
+        assert_eq!(mask("abc", ""), "abc");
     }
 
     #[test]

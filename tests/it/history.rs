@@ -899,3 +899,38 @@ async fn one_attempt_handed_to_a_batch_twice_is_recorded_once_as_it_ended_last()
         .unwrap();
     assert_eq!(stored, vec![last]);
 }
+
+#[tokio::test]
+async fn an_endpoint_that_echoes_its_request_does_not_put_the_secret_in_the_history() {
+    // Answers with the request's headers, as echo services do.
+    let app = axum::Router::new()
+        .fallback(|headers: axum::http::HeaderMap| async move { format!("{headers:?}") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stack = Stack::start().await;
+    let secret = "echoed-secret-0123456789";
+    let id = stack
+        .webhook(
+            "ECHO",
+            &format!("http://{addr}/echo"),
+            &["run.completed"],
+            Some(secret),
+        )
+        .await;
+    stack.api.publish_run("ECHO").await;
+    stack.deliver_all().await;
+    let page = list(&stack, "ECHO", &id, "").await;
+    let delivery = page["deliveries"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = detail(&stack, "ECHO", &id, &delivery).await;
+    let body = one["attempts"][0]["response_body"].as_str().unwrap();
+    assert!(
+        body.contains("x-qase-secret"),
+        "the endpoint echoed: {body}"
+    );
+    assert!(!body.contains(secret), "{body}");
+    assert!(!stored_history_text(&stack).await.contains(secret));
+}

@@ -330,7 +330,10 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             Err(reason) => Outcome::Failed { reason }.into(),
         };
         let latency = started.elapsed();
-        let entry = entry.map(|e| e.sent(headers, &answer.outcome, latency, &answer.body));
+        let entry = entry.map(|e| {
+            e.sent(headers, &answer.outcome, latency, &answer.body)
+                .masking(webhook.secret.as_ref())
+        });
         let outcome = answer.outcome;
         let latency_ms = latency.as_millis() as u64;
         let record = decide(webhook, &outcome, Timestamp::now(), self.rules);
