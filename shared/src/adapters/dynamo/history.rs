@@ -9,13 +9,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use uuid::Uuid;
 
 use super::schema::{
-    ATTEMPT_SK_PREFIX, AttemptItem, EventItem, Item, attr, delivery_sk_prefix, event_key,
-    history_pk, s,
+    ATTEMPT_SK_PREFIX, AttemptItem, EventItem, Item, attempt_cursor, attr, delivery_sk_prefix,
+    event_key, first_attempt_sk_at, history_pk, s,
 };
 use super::{DynamoStore, corrupt, to_value, unavailable};
-use crate::domain::history::{
-    AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter, first_id_at,
-};
+use crate::domain::history::{AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter};
 use crate::domain::{Attempt, ProjectCode, StoredEvent, Timestamp, Webhook, WebhookId};
 use crate::ports::{HistoryStore, Page, StoreError};
 
@@ -30,18 +28,6 @@ const BATCH_WRITE_TRIES: u32 = 6;
 const FILTERED_READS: usize = 10;
 /// The sweeper's search for a success reads at most this many Query pages.
 const RECOVERY_READS: usize = 20;
-
-/// The cursor of the attempt item with this key.
-fn cursor_of(key: &Item) -> Option<AttemptCursor> {
-    let AttributeValue::S(sk) = key.get(attr::SK)? else {
-        return None;
-    };
-    let (id, attempt) = sk.strip_prefix(ATTEMPT_SK_PREFIX)?.split_once('#')?;
-    Some(AttemptCursor {
-        delivery_id: Uuid::try_parse(id).ok()?,
-        attempt: attempt.parse().ok()?,
-    })
-}
 
 /// The attempts of these items that have not expired (DynamoDB deletes
 /// expired items some time after they expire).
@@ -120,10 +106,7 @@ impl DynamoStore {
         webhook: &Webhook,
         since: Timestamp,
     ) -> Result<Option<Timestamp>, StoreError> {
-        let from = format!(
-            "{ATTEMPT_SK_PREFIX}{}",
-            first_id_at(since.before(RECOVERY_LOOKBACK))
-        );
+        let from = first_attempt_sk_at(since.before(RECOVERY_LOOKBACK));
         let mut start = None;
         for _ in 0..RECOVERY_READS {
             let out = self
@@ -261,7 +244,7 @@ impl HistoryStore for DynamoStore {
                 .last_evaluated_key
                 .filter(|key| !key.is_empty())
                 .and_then(|key| {
-                    let cursor = cursor_of(&key);
+                    let cursor = attempt_cursor(&key);
                     start = Some(key);
                     cursor
                 });

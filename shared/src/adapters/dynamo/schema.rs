@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::unavailable;
 use uuid::Uuid;
 
-use crate::domain::history::{AttemptCursor, attempt_text};
+use crate::domain::history::{AttemptCursor, attempt_text, first_id_at};
 use crate::domain::{
     Attempt, ProjectCode, StoredEvent, Timestamp, TokenId, TokenRecord, Webhook, WebhookId,
 };
@@ -214,6 +214,24 @@ pub fn delivery_sk_prefix(delivery: Uuid) -> String {
 
 pub fn attempt_sk(delivery: Uuid, attempt: u32) -> String {
     format!("{}{}", delivery_sk_prefix(delivery), attempt_text(attempt))
+}
+
+/// The sort key below every attempt of a delivery created at or after
+/// `at` (delivery ids are UUIDv7, so text order is creation order).
+pub fn first_attempt_sk_at(at: Timestamp) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{}", first_id_at(at))
+}
+
+/// The cursor of the attempt item with this key; `None` for any other key.
+pub fn attempt_cursor(key: &Item) -> Option<AttemptCursor> {
+    let AttributeValue::S(sk) = key.get(attr::SK)? else {
+        return None;
+    };
+    let (id, attempt) = sk.strip_prefix(ATTEMPT_SK_PREFIX)?.split_once('#')?;
+    Some(AttemptCursor {
+        delivery_id: Uuid::try_parse(id).ok()?,
+        attempt: attempt.parse().ok()?,
+    })
 }
 
 pub fn event_pk(id: Uuid) -> String {
@@ -620,5 +638,15 @@ mod tests {
             s("EVENT#0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
         );
         assert_eq!(event_key(delivery)[attr::SK], s("EVENT"));
+        let cursor = AttemptCursor {
+            delivery_id: delivery,
+            attempt: 2,
+        };
+        assert_eq!(attempt_cursor(&attempt), Some(cursor));
+        assert_eq!(attempt_cursor(&webhook_key(&project, id)), None);
+        assert_eq!(
+            first_attempt_sk_at(Timestamp::parse("1970-01-01T00:00:00Z").unwrap()),
+            "DELIVERY#00000000-0000-7000-8000-000000000000"
+        );
     }
 }
