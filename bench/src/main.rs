@@ -18,6 +18,7 @@ use shared::domain::history::DEFAULT_DELIVERY_LOG_DAYS;
 mod aws;
 mod coldstart;
 mod cost;
+mod fleet;
 mod items;
 mod memstore;
 mod receiver;
@@ -147,6 +148,12 @@ async fn main() {
         ..Results::default()
     };
     println!("machine: {:?}", results.machine);
+
+    // The fleet model alone: `BENCH_ONLY=fleet`.
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "fleet") {
+        fleet_sections(&mut results);
+        return;
+    }
 
     // 1. Throughput. `BENCH_ONLY=throughput` stops after it (for profiling).
     let (figures, batch_s) = speed::throughput(15, 1_000).await;
@@ -351,6 +358,7 @@ async fn main() {
             &aws_env(&[
                 ("TABLE_NAME", table.clone()),
                 ("DELIVERY_QUEUE_URL", stack.api.queue_url.clone()),
+                ("SLOW_QUEUE_URL", stack.api.queue_urls.slow.clone()),
                 ("ADMIN_TOKEN", "replace-with-your-admin-token".into()),
             ]),
             &api_event,
@@ -423,6 +431,185 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     println!("\nbench finished in {elapsed:.0} s");
     write_reports(&root, &results, elapsed);
+}
+
+/// The fleet model's runs (virtual time): the fleet in both designs,
+/// fairness in the slow lane, and one hot webhook.
+fn fleet_sections(results: &mut Results) {
+    use fleet::{Design, Onset, Scenario};
+    let hours = 6;
+    let mut figures = Vec::new();
+    for (name, design, onset) in [
+        ("single lane (before)", Design::SingleLane, Onset::Steady),
+        ("lanes", Design::Lanes { fair: true }, Onset::Steady),
+        (
+            "single lane (before), all at once",
+            Design::SingleLane,
+            Onset::AllAtOnce,
+        ),
+        (
+            "lanes, all at once",
+            Design::Lanes { fair: true },
+            Onset::AllAtOnce,
+        ),
+    ] {
+        let started = Instant::now();
+        let report = fleet::run(&Scenario::fleet(design, hours * 3600, onset), None);
+        println!(
+            "fleet {name}: {:.1} s real, {} posts, backlog {:?}",
+            started.elapsed().as_secs_f64(),
+            report.posts,
+            report.backlog
+        );
+        let q = |v: f64| stats::quantile(&report.healthy, v);
+        figures.push(Figure::once(
+            &format!("{name}: healthy deliveries, p50"),
+            "s",
+            q(0.5),
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: healthy deliveries, p99"),
+            "s",
+            q(0.99),
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: deliveries made in {hours} h"),
+            "POSTs",
+            report.posts as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: most messages waiting"),
+            "messages",
+            report.max_backlog() as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: messages waiting at the end"),
+            "messages",
+            report.final_backlog() as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: Lambda GB-seconds per million deliveries"),
+            "GB-s",
+            report.gb_seconds / report.posts as f64 * 1e6,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: dollars per million deliveries"),
+            "USD",
+            report.dollars_per_million(),
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: busiest webhook item"),
+            "write units/s",
+            report.busiest_webhook_item as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: busiest history key"),
+            "write units/s",
+            report.busiest_history_key as f64,
+        ));
+        let late = report.healthy.iter().filter(|l| **l >= 2.0).count();
+        figures.push(Figure::once(
+            &format!("{name}: healthy deliveries taking 2 s or more"),
+            "%",
+            late as f64 * 100.0 / report.healthy.len().max(1) as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: the last of them published after"),
+            "s",
+            report.last_late.unwrap_or(0.0),
+        ));
+    }
+    results.section(
+        "Fleet model",
+        "A discrete-event simulation in virtual time (bench/src/fleet.rs) of the queues, the event source mappings and the sender's timing, calling the domain crate's own rules for every routing, recording and retry decision. 10,000 webhooks in 1,000 projects: 5 % never answer (every POST times out at 15 s), 5 % answer 503 at once, 1 % answer 200 after 5 s, the rest 200 after a log-normal time (median 80 ms); 500 events per second, each to one webhook at random, for 6 simulated hours; the template's defaults.",
+        figures,
+    );
+
+    let mut figures = Vec::new();
+    for (name, fair) in [("oldest first", false), ("projects in turn", true)] {
+        let report = fleet::run(&fleet::fairness(fair, 100_000, 3600), Some(1));
+        let q = |v: f64| stats::quantile(&report.watched, v);
+        println!("fairness {name}: backlog {:?}", report.backlog);
+        for (label, value) in [("p50", q(0.5)), ("p99", q(0.99)), ("max", q(1.0))] {
+            figures.push(Figure::once(
+                &format!("slow lane served {name}: the recovering project's deliveries, {label}"),
+                "s",
+                value,
+            ));
+        }
+    }
+    results.section(
+        "Fleet model: fairness in the slow lane",
+        "One project publishes 100,000 events at once to 100 endpoints that never answer (known as failing, so all in the slow lane); another project's 100 endpoints are failing and recovering (half their answers 503), and get 5 events per second. Publish-to-arrival of the second project's deliveries over one simulated hour, with the slow lane served oldest first and with projects in turn (each slow-lane message carries its project as message group; SQS fair queues serve a backlogged group's neighbours first). Default parameters.",
+        figures,
+    );
+
+    let mut figures = Vec::new();
+    for (name, design) in [
+        ("single lane (before)", Design::SingleLane),
+        ("lanes", Design::Lanes { fair: true }),
+    ] {
+        let report = fleet::run(&fleet::retried(design), None);
+        figures.push(Figure::once(
+            &format!("{name}: POSTs"),
+            "POSTs",
+            report.posts as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: queue requests"),
+            "SQS requests",
+            report.sqs_requests as f64,
+        ));
+        figures.push(Figure::once(
+            &format!("{name}: sender invocations"),
+            "invocations",
+            report.invocations as f64,
+        ));
+    }
+    results.section(
+        "Fleet model: one retried delivery over the whole standard schedule",
+        "One delivery to an endpoint that answers 503 every time, `retry_policy: \"standard\"`: 10 attempts over 3.5 days. Queue requests count each receive, delete, send and visibility change of its messages; invocations, the batches it was in (alone here). Before, a wait hopped through the delivery queue every 15 minutes; now it waits in the waiting lane, looked at once per 12 hours at most.",
+        figures,
+    );
+
+    let mut figures = Vec::new();
+    for (design_name, design) in [
+        ("before", Design::SingleLane),
+        ("now", Design::Lanes { fair: true }),
+    ] {
+        for (name, endpoint) in [
+            ("healthy", fleet::Endpoint::Healthy),
+            ("answering 503", fleet::Endpoint::Failing),
+        ] {
+            let report = fleet::run(&fleet::hot(design, endpoint, 1000.0), None);
+            let target = |f: Figure| {
+                if design_name == "now" {
+                    f.with_target("<= 1000")
+                } else {
+                    f
+                }
+            };
+            figures.push(target(Figure::once(
+                &format!(
+                    "{design_name}: 1,000 deliveries/s to one {name} webhook: busiest history key"
+                ),
+                "write units/s",
+                report.busiest_history_key as f64,
+            )));
+            figures.push(target(Figure::once(
+                &format!(
+                    "{design_name}: 1,000 deliveries/s to one {name} webhook: its webhook item"
+                ),
+                "write units/s",
+                report.busiest_webhook_item as f64,
+            )));
+        }
+    }
+    results.section(
+        "Fleet model: one hot webhook",
+        "One webhook receiving 1,000 deliveries per second for a simulated minute (the fast lane sized to keep up: 40 concurrent batches). The most write units one DynamoDB key took in one second: the webhook's history partition (one unit per attempt of a typical event), and its item (failure and state writes). DynamoDB allows 1,000 write units per second per partition.",
+        figures,
+    );
 }
 
 /// Whether a figure meets a target of the form `>= x`, `<= x` or `x`.

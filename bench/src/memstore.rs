@@ -36,28 +36,42 @@ impl DeliveryStore for MemoryStore {
             .collect())
     }
 
-    async fn record_failure(
+    async fn record_failures(
         &self,
         webhook: &Webhook,
         at: Timestamp,
         reason: &str,
         _due_now: bool,
+        count: u32,
     ) -> Result<(), StoreError> {
         if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
             hook.failing_since.get_or_insert(at);
             hook.last_failure_at = Some(at);
             hook.last_failure_reason = Some(reason.to_owned());
-            hook.failure_count += 1;
+            hook.failure_count += u64::from(count);
         }
         Ok(())
     }
 
-    async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
+    async fn record_recovery(
+        &self,
+        webhook: &Webhook,
+        slow: bool,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
             hook.failing_since = None;
             hook.last_failure_at = None;
             hook.last_failure_reason = None;
             hook.failure_count = 0;
+            hook.slow_since = slow.then(|| hook.slow_since.unwrap_or(at));
+        }
+        Ok(())
+    }
+
+    async fn mark_slow(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            hook.slow_since.get_or_insert(at);
         }
         Ok(())
     }

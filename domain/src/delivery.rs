@@ -14,6 +14,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::history::{REDELIVERY_HEADER, Trigger};
+use super::lane::{Lane, SLOW_AFTER};
 use super::validation::{integer, integer_or_null, not_null};
 use super::{EventName, FieldError, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
 
@@ -535,14 +536,22 @@ impl Outcome {
 pub enum Record {
     /// A success on a healthy webhook writes nothing.
     Nothing,
-    /// A success after failures clears the failure state.
-    Recovered,
+    /// A success after failures, or a quick one after slow ones, clears the
+    /// failure state; `slow` keeps the webhook marked slow (the success
+    /// itself took [`SLOW_AFTER`] or more), otherwise the mark goes too.
+    Recovered { slow: bool },
+    /// A success that took [`SLOW_AFTER`] or more, on a webhook not marked
+    /// slow yet: marks it, so its next deliveries take the slow lane.
+    Slow { at: Timestamp },
     /// A failure; `due_now` asks the sweeper to disable the webhook at its
     /// next run instead of after the window.
     Failure {
         at: Timestamp,
         reason: String,
         due_now: bool,
+        /// Failures this record stands for: 1 from one POST, more once
+        /// [`coalesce`] merged a run of them.
+        count: u32,
     },
     /// The endpoint answered 410 Gone and the operator chose to disable at
     /// once: the webhook is disabled now and its owner mailed by the next
@@ -564,11 +573,37 @@ pub struct FailureRules {
     pub disable_on_gone: bool,
 }
 
-/// What to record for `outcome` under `rules`.
-pub fn decide(webhook: &Webhook, outcome: &Outcome, now: Timestamp, rules: FailureRules) -> Record {
+/// How long a POST took, and whether its webhook counted as slow when it
+/// answered: marked slow as stored, or marked while this POST waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub latency: Duration,
+    pub was_slow: bool,
+}
+
+impl Pace {
+    /// Whether this POST took long enough to make its webhook slow.
+    pub fn is_slow(self) -> bool {
+        self.latency >= SLOW_AFTER
+    }
+}
+
+/// What to record for `outcome`, which took `pace`, under `rules`. Writes
+/// only when the webhook's state changes: a quick success on a healthy
+/// webhook writes nothing.
+pub fn decide(
+    webhook: &Webhook,
+    outcome: &Outcome,
+    pace: Pace,
+    now: Timestamp,
+    rules: FailureRules,
+) -> Record {
+    let slow = pace.is_slow();
     match outcome {
-        Outcome::Delivered { .. } if webhook.failing_since.is_none() => Record::Nothing,
-        Outcome::Delivered { .. } => Record::Recovered,
+        Outcome::Delivered { .. } if webhook.failing_since.is_some() => Record::Recovered { slow },
+        Outcome::Delivered { .. } if slow && !pace.was_slow => Record::Slow { at: now },
+        Outcome::Delivered { .. } if !slow && pace.was_slow => Record::Recovered { slow: false },
+        Outcome::Delivered { .. } => Record::Nothing,
         Outcome::Failed {
             reason: FailureReason::Status(410),
         } if rules.disable_on_gone => Record::Gone { at: now },
@@ -576,8 +611,45 @@ pub fn decide(webhook: &Webhook, outcome: &Outcome, now: Timestamp, rules: Failu
             at: now,
             reason: reason.to_string(),
             due_now: rules.disable_on_timeout && matches!(reason, FailureReason::Timeout(_)),
+            count: 1,
         },
     }
+}
+
+/// The writes a batch makes on one webhook, from its records in the order
+/// their POSTs ended: a run of failures becomes one write (the last
+/// failure's time and reason, their count, due if any was), so a webhook
+/// failing hundreds of times a second is written once per batch; nothing is
+/// dropped, and every other record keeps its place, so the stored state is
+/// the one the records written one by one would leave.
+pub fn coalesce(records: impl IntoIterator<Item = Record>) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    for record in records {
+        match (out.last_mut(), record) {
+            (_, Record::Nothing) => {}
+            (
+                Some(Record::Failure {
+                    at,
+                    reason,
+                    due_now,
+                    count,
+                }),
+                Record::Failure {
+                    at: next_at,
+                    reason: next_reason,
+                    due_now: next_due,
+                    count: next_count,
+                },
+            ) => {
+                *at = (*at).max(next_at);
+                *reason = next_reason;
+                *due_now |= next_due;
+                *count = count.saturating_add(next_count);
+            }
+            (_, record) => out.push(record),
+        }
+    }
+    out
 }
 
 /// Why a record goes back to the queue unsent, for SQS to deliver again
@@ -590,7 +662,8 @@ pub enum Fault {
     StoreUnavailable,
     /// Too little of the invocation was left to send it and record the outcome.
     OutOfTime,
-    /// A retry could not be queued (the attempt is made again instead).
+    /// The queue it was to go to did not take it: a retry (the attempt is
+    /// made again instead) or a lane move (the move is tried again).
     QueueUnavailable,
 }
 
@@ -600,7 +673,7 @@ impl Fault {
             Fault::Undecodable => "returned: undecodable message",
             Fault::StoreUnavailable => "returned: storage unavailable",
             Fault::OutOfTime => "returned: not enough time left in the invocation",
-            Fault::QueueUnavailable => "returned: the retry could not be queued",
+            Fault::QueueUnavailable => "returned: the queue it was to go to did not take it",
         }
     }
 }
@@ -615,14 +688,18 @@ pub enum Verdict {
     Sent(Outcome),
     /// Not sent; SQS delivers it again.
     Returned(Fault),
-    /// A retry that is not due yet, queued again for later.
-    Deferred,
+    /// Taken by another lane (the slow lane, or the waiting lane for a
+    /// retry not due yet), then acknowledged here.
+    Moved(Lane),
+    /// A retry not due yet, left in the waiting lane invisible until it is
+    /// due or for 12 hours (its visibility changed), whichever is sooner.
+    Postponed,
 }
 
 impl Verdict {
-    /// Whether the record goes back to the queue (a batch item failure).
+    /// Whether the record goes back to its queue (a batch item failure).
     pub fn returns_to_queue(&self) -> bool {
-        matches!(self, Verdict::Returned(_))
+        matches!(self, Verdict::Returned(_) | Verdict::Postponed)
     }
 
     /// The `outcome` field of the delivery's log line.
@@ -632,7 +709,10 @@ impl Verdict {
             Verdict::Sent(Outcome::Delivered { .. }) => "delivered",
             Verdict::Sent(Outcome::Failed { .. }) => "failed",
             Verdict::Returned(fault) => fault.as_str(),
-            Verdict::Deferred => "deferred: retry not due yet",
+            Verdict::Moved(Lane::Fast) => "moved to the fast lane",
+            Verdict::Moved(Lane::Slow) => "moved to the slow lane",
+            Verdict::Moved(Lane::Waiting) => "deferred: retry not due yet",
+            Verdict::Postponed => "postponed: retry not due yet",
         }
     }
 }
@@ -642,7 +722,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::{WebhookId, WebhookInput};
+    use crate::WebhookId;
 
     fn project() -> ProjectCode {
         ProjectCode::parse("ID").unwrap()
@@ -653,15 +733,7 @@ mod tests {
     }
 
     fn webhook() -> Webhook {
-        WebhookInput {
-            title: Some("t".into()),
-            endpoint: Some("https://example.com/".into()),
-            events: Some(vec!["run.completed".into()]),
-            ..WebhookInput::default()
-        }
-        .validate(&Default::default())
-        .unwrap()
-        .into_webhook(WebhookId::generate(), project(), Timestamp::now())
+        crate::testing::webhook("ID")
     }
 
     #[test]
@@ -939,22 +1011,145 @@ mod tests {
             ..FailureRules::default()
         };
         assert_eq!(
-            decide(&hook, &ok, now, FailureRules::default()),
+            decide(&hook, &ok, quick(), now, FailureRules::default()),
             Record::Nothing
         );
         assert_eq!(
-            decide(&hook, &failed, now, timeouts),
+            decide(&hook, &failed, quick(), now, timeouts),
             Record::Failure {
                 at: now,
                 reason: "HTTP 500".into(),
-                due_now: false
+                due_now: false,
+                count: 1
             }
         );
         hook.failing_since = Some(now);
         assert_eq!(
-            decide(&hook, &ok, now, FailureRules::default()),
-            Record::Recovered
+            decide(&hook, &ok, quick(), now, FailureRules::default()),
+            Record::Recovered { slow: false }
         );
+    }
+
+    #[test]
+    fn a_run_of_failures_is_one_write_and_every_other_record_keeps_its_place() {
+        let t = |s: u32| Timestamp::parse(&format!("2026-12-01T10:00:{s:02}Z")).unwrap();
+        let failure = |s, reason: &str, due_now| Record::Failure {
+            at: t(s),
+            reason: reason.into(),
+            due_now,
+            count: 1,
+        };
+        assert_eq!(coalesce([]), vec![]);
+        assert_eq!(coalesce([Record::Nothing, Record::Nothing]), vec![]);
+        assert_eq!(
+            coalesce([
+                failure(1, "HTTP 503", false),
+                Record::Nothing,
+                failure(3, "timeout after 15s", true),
+                failure(2, "HTTP 500", false),
+            ]),
+            vec![Record::Failure {
+                at: t(3),
+                reason: "HTTP 500".into(),
+                due_now: true,
+                count: 3
+            }],
+            "the latest time, the last reason, due if any was, every failure counted"
+        );
+        let recovered = Record::Recovered { slow: false };
+        assert_eq!(
+            coalesce([
+                failure(1, "HTTP 503", false),
+                recovered.clone(),
+                failure(3, "HTTP 502", false),
+                failure(4, "HTTP 503", false),
+                Record::Gone { at: t(5) },
+                failure(6, "HTTP 503", false),
+            ]),
+            vec![
+                failure(1, "HTTP 503", false),
+                recovered,
+                Record::Failure {
+                    at: t(4),
+                    reason: "HTTP 503".into(),
+                    due_now: false,
+                    count: 2
+                },
+                Record::Gone { at: t(5) },
+                failure(6, "HTTP 503", false),
+            ]
+        );
+        assert_eq!(
+            coalesce([
+                Record::Failure {
+                    at: t(1),
+                    reason: "a".into(),
+                    due_now: false,
+                    count: u32::MAX
+                },
+                failure(2, "b", false)
+            ]),
+            vec![Record::Failure {
+                at: t(2),
+                reason: "b".into(),
+                due_now: false,
+                count: u32::MAX
+            }]
+        );
+    }
+
+    fn quick() -> Pace {
+        Pace {
+            latency: Duration::from_millis(100),
+            was_slow: false,
+        }
+    }
+
+    #[test]
+    fn a_slow_success_marks_the_webhook_slow_once_and_a_quick_one_clears_it() {
+        let now = Timestamp::now();
+        let mut hook = webhook();
+        let ok = Outcome::Delivered { status: 200 };
+        let rules = FailureRules::default();
+        let pace = |millis, was_slow| Pace {
+            latency: Duration::from_millis(millis),
+            was_slow,
+        };
+        assert_eq!(
+            decide(&hook, &ok, pace(2000, false), now, rules),
+            Record::Slow { at: now }
+        );
+        assert_eq!(
+            decide(&hook, &ok, pace(1999, false), now, rules),
+            Record::Nothing
+        );
+        // Marked already (stored, or while the POST waited): nothing more.
+        assert_eq!(
+            decide(&hook, &ok, pace(5000, true), now, rules),
+            Record::Nothing
+        );
+        assert_eq!(
+            decide(&hook, &ok, pace(1999, true), now, rules),
+            Record::Recovered { slow: false }
+        );
+        // A failing webhook recovers; a slow success keeps it slow.
+        hook.failing_since = Some(now);
+        assert_eq!(
+            decide(&hook, &ok, pace(2000, false), now, rules),
+            Record::Recovered { slow: true }
+        );
+        assert_eq!(
+            decide(&hook, &ok, pace(10, true), now, rules),
+            Record::Recovered { slow: false }
+        );
+        // A slow failure is a failure.
+        let failed = Outcome::Failed {
+            reason: FailureReason::Status(503),
+        };
+        assert!(matches!(
+            decide(&hook, &failed, pace(3000, false), now, rules),
+            Record::Failure { .. }
+        ));
     }
 
     #[test]
@@ -968,24 +1163,28 @@ mod tests {
             disable_on_gone: true,
             ..FailureRules::default()
         };
-        assert_eq!(decide(&hook, &gone, now, on), Record::Gone { at: now });
         assert_eq!(
-            decide(&hook, &gone, now, FailureRules::default()),
+            decide(&hook, &gone, quick(), now, on),
+            Record::Gone { at: now }
+        );
+        assert_eq!(
+            decide(&hook, &gone, quick(), now, FailureRules::default()),
             Record::Failure {
                 at: now,
                 reason: "HTTP 410".into(),
-                due_now: false
+                due_now: false,
+                count: 1
             }
         );
         let other = Outcome::Failed {
             reason: FailureReason::Status(404),
         };
         assert!(matches!(
-            decide(&hook, &other, now, on),
+            decide(&hook, &other, quick(), now, on),
             Record::Failure { .. }
         ));
         assert_eq!(
-            decide(&hook, &Outcome::Delivered { status: 200 }, now, on),
+            decide(&hook, &Outcome::Delivered { status: 200 }, quick(), now, on),
             Record::Nothing
         );
     }
@@ -1002,7 +1201,7 @@ mod tests {
                 disable_on_gone: true,
             };
             matches!(
-                decide(&hook, &timeout, Timestamp::now(), rules),
+                decide(&hook, &timeout, quick(), Timestamp::now(), rules),
                 Record::Failure { due_now: true, .. }
             )
         };

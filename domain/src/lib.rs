@@ -4,8 +4,10 @@ pub mod address;
 pub mod catalog;
 pub mod delivery;
 pub mod history;
+pub mod lane;
 pub mod notice;
 pub mod project;
+pub mod rate;
 pub mod retry;
 pub mod secret;
 pub mod time;
@@ -20,8 +22,10 @@ pub use delivery::{
     Record, Skip, Verdict,
 };
 pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent, Trigger};
+pub use lane::{Lane, LaneNames, Route};
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
+pub use rate::PublishShare;
 pub use retry::RetryPolicy;
 pub use secret::{Secret, SigningSecret};
 pub use time::Timestamp;
@@ -31,3 +35,28 @@ pub use webhook::{
     EndpointRules, MAX_WEBHOOKS_PER_PROJECT, NewWebhook, Status, Webhook, WebhookChanges,
     WebhookId, WebhookInput, WebhookPatch,
 };
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What the rules' tests share.
+
+    use crate::{ProjectCode, Timestamp, Webhook, WebhookId, WebhookInput};
+
+    /// A valid webhook of `project` to `https://example.com/` for
+    /// `run.completed`, created now.
+    pub fn webhook(project: &str) -> Webhook {
+        WebhookInput {
+            title: Some("t".into()),
+            endpoint: Some("https://example.com/".into()),
+            events: Some(vec!["run.completed".into()]),
+            ..WebhookInput::default()
+        }
+        .validate(&Default::default())
+        .unwrap()
+        .into_webhook(
+            WebhookId::generate(),
+            ProjectCode::parse(project).unwrap(),
+            Timestamp::now(),
+        )
+    }
+}

@@ -93,6 +93,11 @@ pub struct Webhook {
     /// Failures since the last success.
     #[serde(default)]
     pub failure_count: u64,
+    /// Since when its deliveries have been slow (a delivery took
+    /// [`crate::lane::SLOW_AFTER`] or more); `None` while they are quick.
+    /// With `failing_since`, it puts the webhook in the slow lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_since: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +225,7 @@ impl NewWebhook {
             last_failure_at: None,
             last_failure_reason: None,
             failure_count: 0,
+            slow_since: None,
             disabled_at: None,
             disabled_reason: None,
             signing_secret: None,

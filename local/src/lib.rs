@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sender::Sender;
-use sender::poller::poll_once;
 use shared::adapters::{DynamoStore, HttpPoster, SesMailer, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::DEFAULT_WINDOW;
 use shared::domain::{
-    AddressPolicy, ApiToken, DeliveryLog, EndpointRules, Mail, NoticeSettings, Timestamp,
+    AddressPolicy, ApiToken, DeliveryLog, EndpointRules, Lane, Mail, NoticeSettings, PublishShare,
+    Timestamp,
 };
 use shared::ports::{MailError, Mailer};
 use sweeper::Sweeper;
@@ -28,6 +28,9 @@ pub mod provision;
 
 use emulator::Emulator;
 use inspector::Inspector;
+
+/// `PublishRatePerProject`'s default in `template.yaml` (a test compares).
+pub const DEFAULT_PUBLISH_RATE: u32 = 5;
 
 /// The knobs of `make dev`, all environment variables.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct DevConfig {
     pub deadline: Duration,
     /// `DELIVERY_LOG_DAYS`, default 30; 0 turns the delivery history off.
     pub delivery_log: DeliveryLog,
+    /// `PUBLISH_RATE_PER_PROJECT`, default 5 as deployed; 0 turns it off.
+    pub publish_share: PublishShare,
     pub api_port: u16,
     pub inspector_port: u16,
     pub emulator_port: u16,
@@ -55,6 +60,7 @@ impl DevConfig {
             sweep_every: env.duration("SWEEP_EVERY", Duration::from_secs(15))?,
             deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
             delivery_log: env.delivery_log()?,
+            publish_share: env.publish_share(DEFAULT_PUBLISH_RATE)?,
             api_port: port(env, "API_PORT", 3000)?,
             inspector_port: port(env, "INSPECTOR_PORT", 3001)?,
             emulator_port: port(env, "EMULATOR_PORT", 4566)?,
@@ -163,11 +169,12 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         &sdk,
         config_api::ApiConfig {
             table_name: resources.table.clone(),
-            queue_url: resources.queue_url.clone(),
+            queue_urls: resources.queue_urls.clone(),
             admin_token: config_api::AdminTokenSource::Secret(resources.admin_secret_arn.clone()),
             endpoint_rules: local_rules(),
             signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
             delivery_log: config.delivery_log,
+            publish_share: config.publish_share,
         },
     )
     .await?;
@@ -177,8 +184,9 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         HttpPoster::new(loopback_policy(), config.deadline)?,
         sender::DEFAULT_CONCURRENCY,
     )
-    .with_retries(
-        SqsQueue::from_sdk(&sdk, resources.queue_url.clone()),
+    .with_lanes(
+        SqsQueue::from_sdk(&sdk, resources.queue_urls.clone()),
+        resources.queue_urls.names(),
         shared::domain::retry::STANDARD_SCHEDULE.to_vec(),
     )
     .with_history(config.delivery_log);
@@ -205,17 +213,22 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         inspector.router(),
         stopped.clone(),
     ));
-    tasks.spawn(deliver(
-        sender,
-        sqs,
-        resources.queue_url.clone(),
-        stopped.clone(),
-    ));
+    let sender = std::sync::Arc::new(sender);
+    for (lane, pollers) in LANE_POLLERS {
+        for _ in 0..pollers {
+            tasks.spawn(sender::poller::run(
+                sender.clone(),
+                sqs.clone(),
+                resources.queue_urls.url(lane).to_owned(),
+                stopped.clone(),
+            ));
+        }
+    }
     tasks.spawn(sweep(sweeper, config.sweep_every, stopped.clone()));
 
     let ready = check_ready(&config, &admin).await;
     match ready {
-        Ok(()) => print_banner(&config, &admin, &emulator, &resources),
+        Ok(()) => print_banner(&config, &admin, &emulator),
         Err(err) => {
             let _ = stop.send(true);
             while tasks.join_next().await.is_some() {}
@@ -245,26 +258,9 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stopped: watch::
     }
 }
 
-/// The event source mapping, locally: long-poll, hand batches of up to 10 to
-/// the sender, delete what it acknowledged, leave the rest for redelivery.
-async fn deliver(
-    sender: Sender<DynamoStore, SqsQueue>,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            polled = poll_once(&sender, &sqs, &queue_url, 2) => {
-                if let Err(err) = polled {
-                    tracing::error!(error = %shared::error_chain(&err), "polling the delivery queue failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-}
+/// The event source mappings, locally: concurrent pollers per lane (the
+/// template's mappings scale each lane up to its `MaximumConcurrency`).
+pub const LANE_POLLERS: [(Lane, usize); 3] = [(Lane::Fast, 4), (Lane::Slow, 4), (Lane::Waiting, 1)];
 
 async fn sweep(
     sweeper: Sweeper<DynamoStore, PrintingMailer>,
@@ -323,12 +319,7 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn print_banner(
-    config: &DevConfig,
-    admin: &str,
-    emulator: &Emulator,
-    resources: &provision::Resources,
-) {
+fn print_banner(config: &DevConfig, admin: &str, emulator: &Emulator) {
     let api = format!("http://127.0.0.1:{}", config.api_port);
     let inspector = format!("http://127.0.0.1:{}", config.inspector_port);
     println!(
@@ -338,7 +329,8 @@ Project webhooks, running locally
   settings page {api}/ui/   (sign in with the admin token, project DEMO)
   admin token   {admin}
   inspector     {inspector}/<name>   (GET it to see what arrived)
-  AWS emulator  {emulator}   (dead-letter queue: {dlq})
+  AWS emulator  {emulator}   (lanes: fast, slow and waiting queues {queue}, {queue}-slow, {queue}-waiting;
+                dead-letter queues: the same names with -dlq)
   auto-disable  after {window} of failures; sweep every {every}
   NOTE: loopback endpoints (127.0.0.0/8, ::1) and plain http:// are allowed
         in this local mode only; a deployed stack refuses them.
@@ -363,7 +355,7 @@ What was sent and what came back, per webhook (the delivery history, kept {histo
 
 ready: API {api}, inspector {inspector}"#,
         emulator = emulator.endpoint(),
-        dlq = resources.dead_letter_queue_url,
+        queue = provision::QUEUE,
         window = humanize(config.disable_after),
         every = humanize(config.sweep_every),
         history = match config.delivery_log.days_kept() {

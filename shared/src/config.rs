@@ -6,7 +6,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::domain::history::MAX_DELIVERY_LOG_DAYS;
-use crate::domain::{AddressPolicy, DeliveryLog, EndpointRules};
+use crate::domain::{AddressPolicy, DeliveryLog, EndpointRules, PublishShare};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,6 +81,24 @@ impl<'a> Env<'a> {
             .ok_or_else(|| ConfigError::Invalid {
                 name,
                 reason: format!("expected a whole number of at least 1, got {raw:?}"),
+            })
+    }
+
+    /// `PUBLISH_RATE_PER_PROJECT`: publishes per second of one project, 0
+    /// for no limit; `default` when unset.
+    pub fn publish_share(&self, default: u32) -> Result<PublishShare, ConfigError> {
+        const NAME: &str = "PUBLISH_RATE_PER_PROJECT";
+        let Some(raw) = self.optional(NAME) else {
+            return Ok(PublishShare::per_second(default));
+        };
+        raw.trim()
+            .parse::<u32>()
+            .map(PublishShare::per_second)
+            .map_err(|_| ConfigError::Invalid {
+                name: NAME,
+                reason: format!(
+                    "expected a whole number of publishes per second, 0 for no limit, got {raw:?}"
+                ),
             })
     }
 
@@ -168,6 +186,27 @@ mod tests {
             let err = read(&[("DELIVERY_LOG_DAYS", bad)]).unwrap_err();
             assert!(
                 err.to_string().contains("DELIVERY_LOG_DAYS"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_publish_share_reads_a_rate_and_0_turns_it_off() {
+        let read = |pairs: &[(&str, &str)]| Env::new(&env_of(pairs)).publish_share(5);
+        assert_eq!(read(&[]).unwrap(), PublishShare::per_second(5));
+        assert_eq!(
+            read(&[("PUBLISH_RATE_PER_PROJECT", " 20 ")]).unwrap(),
+            PublishShare::per_second(20)
+        );
+        assert_eq!(
+            read(&[("PUBLISH_RATE_PER_PROJECT", "0")]).unwrap(),
+            PublishShare::off()
+        );
+        for bad in ["-1", "1.5", "fast"] {
+            let err = read(&[("PUBLISH_RATE_PER_PROJECT", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("PUBLISH_RATE_PER_PROJECT"),
                 "{bad}: {err}"
             );
         }

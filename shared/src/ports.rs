@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::history::{AttemptCursor, Recovery, StatusFilter};
 use crate::domain::{
-    Attempt, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp, TokenHash, TokenId,
+    Attempt, Lane, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp, TokenHash, TokenId,
     TokenRecord, Webhook, WebhookChanges, WebhookId,
 };
 
@@ -133,24 +133,48 @@ pub trait DeliveryStore: Send + Sync {
         keys: &[WebhookKey],
     ) -> impl Future<Output = Result<HashMap<WebhookId, Webhook>, StoreError>> + Send;
 
-    /// Records a failed delivery: keeps the first `failing_since`, sets the
-    /// last failure, counts it, and files the webhook in the sweeper's index.
-    /// Does nothing if the webhook was deleted or disabled meanwhile.
-    /// With `due_now`, files it as due for disabling at the next sweep.
+    /// Records `count` failed deliveries, the last at `at` for `reason`:
+    /// keeps the first `failing_since`, sets the last failure, counts them,
+    /// and files the webhook in the sweeper's index. Does nothing if the
+    /// webhook was deleted or disabled meanwhile. With `due_now`, files it
+    /// as due for disabling at the next sweep.
+    fn record_failures(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
+        reason: &str,
+        due_now: bool,
+        count: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records one failed delivery ([`DeliveryStore::record_failures`]).
     fn record_failure(
         &self,
         webhook: &Webhook,
         at: Timestamp,
         reason: &str,
         due_now: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.record_failures(webhook, at, reason, due_now, 1)
+    }
 
     /// Clears the failure state after a success, only while the webhook is
     /// enabled and owes no auto-disable e-mail (a sweep that disabled it
-    /// meanwhile keeps its notice).
+    /// meanwhile keeps its notice). `slow` keeps (or sets) its slow mark;
+    /// otherwise the mark goes too, and the webhook is back in the fast lane.
     fn record_recovery(
         &self,
         webhook: &Webhook,
+        slow: bool,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the webhook slow since `at` (unless it is marked already), so
+    /// that its next deliveries take the slow lane. Only while it is enabled.
+    fn mark_slow(
+        &self,
+        webhook: &Webhook,
+        at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Disables the webhook at once because its endpoint answered 410 Gone
@@ -230,20 +254,48 @@ pub struct EnqueueError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
-/// The delivery queue, as the config API needs it.
+/// The delivery queues: the fast and slow lanes, and the waiting lane of
+/// retries not due yet (`domain::lane`).
 pub trait DeliveryQueue: Send + Sync {
-    /// Queues every body, or says how many made it.
+    /// Queues every body in `lane`, or says how many made it. `group` (the
+    /// project) keeps tenants fair in the slow lane: SQS serves the groups
+    /// of a standard queue fairly when one of them has a backlog.
     fn enqueue(
         &self,
+        lane: Lane,
+        group: &str,
         bodies: Vec<String>,
     ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
 
-    /// Queues one body, invisible for `delay` (at most 15 minutes).
-    fn enqueue_delayed(
+    /// Queues one body in `lane`, invisible for `delay` (at most 15 minutes).
+    fn enqueue_one(
         &self,
+        lane: Lane,
+        group: &str,
         body: String,
         delay: std::time::Duration,
     ) -> impl Future<Output = Result<(), EnqueueError>> + Send;
+
+    /// Keeps a received message of the waiting lane invisible for `delay`
+    /// (at most 12 hours) from now, by its receipt handle.
+    fn postpone(
+        &self,
+        receipt: &str,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), EnqueueError>> + Send;
+}
+
+/// The per-project publish share.
+pub trait RateStore: Send + Sync {
+    /// Counts one publish of `project` in the window `window` (Unix
+    /// seconds), unless `limit` are counted already: `false` then, and
+    /// nothing changes. Concurrent callers never count past the limit.
+    fn take_publish(
+        &self,
+        project: &ProjectCode,
+        window: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Items found, and how many items the store read to find them.

@@ -97,7 +97,14 @@ async fn when_sqs_refuses_the_answer_says_nothing_was_queued() {
     stack
         .webhook("S", "http://127.0.0.1:9/x", &["run.completed"], None)
         .await;
-    let (queue, _) = counting_queue(&format!("{}-deleted", stack.api.queue_url)).await;
+    let deleted = |url: &str| format!("{url}-deleted");
+    let urls = &stack.api.queue_urls;
+    let (queue, _) = counting_queue(&shared::adapters::sqs::LaneUrls {
+        fast: deleted(&urls.fast),
+        slow: deleted(&urls.slow),
+        waiting: deleted(&urls.waiting),
+    })
+    .await;
     let api = stack.api.over(stack.api.store.clone(), queue);
     let reply = api.publish_run("S").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -526,12 +526,13 @@ impl shared::ports::DeliveryStore for HangingWrites {
         self.0.get_many(keys).await
     }
 
-    async fn record_failure(
+    async fn record_failures(
         &self,
         _webhook: &shared::domain::Webhook,
         _at: shared::domain::Timestamp,
         _reason: &str,
         _due_now: bool,
+        _count: u32,
     ) -> Result<(), shared::ports::StoreError> {
         std::future::pending().await
     }
@@ -539,8 +540,18 @@ impl shared::ports::DeliveryStore for HangingWrites {
     async fn record_recovery(
         &self,
         webhook: &shared::domain::Webhook,
+        slow: bool,
+        at: shared::domain::Timestamp,
     ) -> Result<(), shared::ports::StoreError> {
-        self.0.record_recovery(webhook).await
+        self.0.record_recovery(webhook, slow, at).await
+    }
+
+    async fn mark_slow(
+        &self,
+        _webhook: &shared::domain::Webhook,
+        _at: shared::domain::Timestamp,
+    ) -> Result<(), shared::ports::StoreError> {
+        std::future::pending().await
     }
 
     async fn disable_gone(

@@ -109,19 +109,21 @@ async fn the_admin_token_is_read_from_secrets_manager() {
         .send()
         .await
         .unwrap();
-    let queue_url = integration_tests::fresh_queue().await;
+    let queue_urls = integration_tests::fresh_queues().await;
     let config = ApiConfig {
         table_name: store.table().to_owned(),
-        queue_url: queue_url.clone(),
+        queue_urls: queue_urls.clone(),
         admin_token: AdminTokenSource::Secret(secret.arn().unwrap().to_owned()),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
+        publish_share: shared::domain::PublishShare::off(),
     };
     let api = Api {
         router: config_api::app(&sdk, config).await.unwrap(),
         store,
-        queue_url,
+        queue_url: queue_urls.fast.clone(),
+        queue_urls,
     };
     let ok = api
         .call(
@@ -143,21 +145,23 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
     let sdk = integration_tests::sdk_config().await;
     let missing = ApiConfig {
         table_name: "unused".into(),
-        queue_url: "unused".into(),
+        queue_urls: unused_queues(),
         admin_token: AdminTokenSource::Secret("no-such-secret".into()),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
+        publish_share: shared::domain::PublishShare::off(),
     };
     let err = config_api::app(&sdk, missing).await.unwrap_err();
     assert!(err.to_string().contains("admin token"), "{err}");
     let weak = ApiConfig {
         table_name: "unused".into(),
-        queue_url: "unused".into(),
+        queue_urls: unused_queues(),
         admin_token: AdminTokenSource::Plain(shared::domain::ApiToken::presented("short")),
         endpoint_rules: EndpointRules::default(),
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
+        publish_share: shared::domain::PublishShare::off(),
     };
     let err = config_api::app(&sdk, weak).await.unwrap_err();
     assert!(
@@ -197,7 +201,7 @@ fn other_writer<T>(table: &str, step: impl AsyncFnOnce(&DynamoStore) -> T) -> T 
 
 /// `PATCH {"enabled": true, "title": "renamed"}` through a router over `store`.
 async fn patch_over(api: &Api, store: DynamoStore, path: &str) -> integration_tests::api::Reply {
-    let queue = integration_tests::counting::counting_queue(&api.queue_url)
+    let queue = integration_tests::counting::counting_queue(&api.queue_urls)
         .await
         .0;
     api.over(store, queue)
@@ -302,7 +306,10 @@ async fn a_success_racing_the_sweeper_keeps_the_owed_e_mail() {
         .unwrap();
     assert!(disabled.is_some());
     // The POST returns 200: the sender records a recovery from its read.
-    api.store.record_recovery(&read).await.unwrap();
+    api.store
+        .record_recovery(&read, false, shared::domain::Timestamp::now())
+        .await
+        .unwrap();
     let pending = api.store.pending_notices().await.unwrap();
     assert_eq!(
         pending.iter().map(|h| h.id).collect::<Vec<_>>(),
@@ -317,4 +324,13 @@ async fn a_success_racing_the_sweeper_keeps_the_owed_e_mail() {
         view["failing_since"],
         read.failing_since.unwrap().to_string()
     );
+}
+
+/// Queue URLs for a start-up that never queues.
+fn unused_queues() -> shared::adapters::sqs::LaneUrls {
+    shared::adapters::sqs::LaneUrls {
+        fast: "unused".into(),
+        slow: "unused".into(),
+        waiting: "unused".into(),
+    }
 }

@@ -271,7 +271,10 @@ async fn a_success_between_the_query_and_the_update_keeps_the_webhook_enabled() 
     let store = &stack.api.store;
     let due = store.due(cutoff(now, DEFAULT_WINDOW)).await.unwrap();
     let seen = due.items.into_iter().find(|h| h.id == hook.id).unwrap();
-    store.record_recovery(&seen).await.unwrap(); // the sender's success lands
+    store
+        .record_recovery(&seen, false, Timestamp::now())
+        .await
+        .unwrap(); // the sender's success lands
     assert!(store.disable(&seen, now, "late").await.unwrap().is_none());
     let after = view(&stack, &hook).await;
     assert_eq!(

@@ -16,6 +16,7 @@ use shared::adapters::dynamo::schema::{
 };
 use shared::adapters::sqs;
 use shared::config::Env;
+use shared::domain::Lane;
 use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::{DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW};
 
@@ -138,10 +139,8 @@ async fn the_table_the_code_creates_is_the_templates_table() {
 #[tokio::test]
 async fn the_queues_the_code_creates_are_the_templates_queues() {
     let t = template();
-    let queue = resource(&t, "DeliveryQueue");
-    let dead = resource(&t, "DeliveryDeadLetterQueue");
     let client = aws_sdk_sqs::Client::new(&integration_tests::sdk_config().await);
-    let (url, dead_url) =
+    let (urls, dead_urls) =
         sqs::create_delivery_queues(&client, &format!("q-{}", uuid::Uuid::new_v4()))
             .await
             .unwrap();
@@ -159,38 +158,46 @@ async fn the_queues_the_code_creates_are_the_templates_queues() {
                 .unwrap()
         }
     };
-    let created = attrs(url).await;
-    let created_dead = attrs(dead_url).await;
-    let number = |v: &Value| v.as_u64().unwrap().to_string();
-    assert_eq!(
-        created[&Attr::VisibilityTimeout],
-        number(&queue["VisibilityTimeout"])
-    );
-    assert_eq!(
-        created[&Attr::MessageRetentionPeriod],
-        number(&queue["MessageRetentionPeriod"])
-    );
-    assert_eq!(
-        created[&Attr::MaximumMessageSize],
-        number(&queue["MaximumMessageSize"])
-    );
-    assert_eq!(
-        created_dead[&Attr::MessageRetentionPeriod],
-        number(&dead["MessageRetentionPeriod"])
-    );
-    let redrive: Value = serde_json::from_str(&created[&Attr::RedrivePolicy]).unwrap();
-    assert_eq!(
-        redrive["maxReceiveCount"].to_string().trim_matches('"'),
-        number(&queue["RedrivePolicy"]["maxReceiveCount"])
-    );
-    assert_eq!(
-        redrive["deadLetterTargetArn"],
-        created_dead[&Attr::QueueArn].as_str()
-    );
-    assert_eq!(
-        queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0],
-        "DeliveryDeadLetterQueue"
-    );
+    for (lane, queue_name, dead_name) in [
+        (Lane::Fast, "DeliveryQueue", "DeliveryDeadLetterQueue"),
+        (Lane::Slow, "SlowQueue", "SlowDeadLetterQueue"),
+        (Lane::Waiting, "WaitingQueue", "WaitingDeadLetterQueue"),
+    ] {
+        let queue = resource(&t, queue_name);
+        let dead = resource(&t, dead_name);
+        let created = attrs(urls.url(lane).to_owned()).await;
+        let created_dead = attrs(dead_urls.url(lane).to_owned()).await;
+        let number = |v: &Value| v.as_u64().unwrap().to_string();
+        for (attribute, property) in [
+            (Attr::VisibilityTimeout, "VisibilityTimeout"),
+            (Attr::MessageRetentionPeriod, "MessageRetentionPeriod"),
+            (Attr::MaximumMessageSize, "MaximumMessageSize"),
+        ] {
+            assert_eq!(
+                created[&attribute],
+                number(&queue[property]),
+                "{queue_name} {property}"
+            );
+        }
+        assert_eq!(
+            created_dead[&Attr::MessageRetentionPeriod],
+            number(&dead["MessageRetentionPeriod"])
+        );
+        let redrive: Value = serde_json::from_str(&created[&Attr::RedrivePolicy]).unwrap();
+        assert_eq!(
+            redrive["maxReceiveCount"].to_string().trim_matches('"'),
+            number(&queue["RedrivePolicy"]["maxReceiveCount"]),
+            "{queue_name}"
+        );
+        assert_eq!(
+            redrive["deadLetterTargetArn"],
+            created_dead[&Attr::QueueArn].as_str()
+        );
+        assert_eq!(
+            queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0],
+            dead_name
+        );
+    }
 }
 
 #[test]
@@ -214,20 +221,47 @@ fn timeouts_leave_room_for_the_deadline_and_redelivery() {
     let source = &sender["Events"]["Deliveries"]["Properties"];
     assert_eq!(source["BatchSize"], 10);
     // Even at the largest deadline the template allows, every POST of a
-    // batch can start and be recorded within one invocation.
-    let concurrency: u32 = sender["Environment"]["Variables"]["SENDER_CONCURRENCY"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let needed = shared::domain::delivery::required_timeout(
-        Duration::from_secs(deadline["MaxValue"].as_u64().unwrap()),
-        u32::try_from(source["BatchSize"].as_u64().unwrap()).unwrap(),
-        concurrency,
+    // batch, in either lane, can start and be recorded within one
+    // invocation: the sender runs a whole slow-lane batch at once, and the
+    // slow lane's smallest batch is at least the fast lane's.
+    assert_eq!(
+        sender["Environment"]["Variables"]["SENDER_CONCURRENCY"]["Ref"],
+        "SlowLaneBatchSize"
     );
-    assert!(
-        Duration::from_secs(sender_timeout) >= needed,
-        "sender timeout {sender_timeout}s < {needed:?}"
+    let slow = &sender["Events"]["SlowDeliveries"]["Properties"];
+    assert_eq!(slow["BatchSize"]["Ref"], "SlowLaneBatchSize");
+    assert_eq!(slow["Queue"]["Fn::GetAtt"][0], "SlowQueue");
+    let smallest = u32::try_from(
+        t["Parameters"]["SlowLaneBatchSize"]["MinValue"]
+            .as_u64()
+            .unwrap(),
+    )
+    .unwrap();
+    let fast_batch = u32::try_from(source["BatchSize"].as_u64().unwrap()).unwrap();
+    assert!(smallest >= fast_batch);
+    for (batch, concurrency) in [(fast_batch, smallest), (smallest, smallest)] {
+        let needed = shared::domain::delivery::required_timeout(
+            Duration::from_secs(deadline["MaxValue"].as_u64().unwrap()),
+            batch,
+            concurrency,
+        );
+        assert!(
+            Duration::from_secs(sender_timeout) >= needed,
+            "sender timeout {sender_timeout}s < {needed:?}"
+        );
+    }
+    for queue in ["SlowQueue", "WaitingQueue"] {
+        assert_eq!(
+            resource(&t, queue)["VisibilityTimeout"].as_u64().unwrap(),
+            visibility,
+            "{queue}"
+        );
+    }
+    let waiting = &sender["Events"]["WaitingRetries"]["Properties"];
+    assert_eq!(waiting["Queue"]["Fn::GetAtt"][0], "WaitingQueue");
+    assert_eq!(
+        resource(&t, "WaitingQueue")["RedrivePolicy"]["maxReceiveCount"],
+        sqs::WAITING_MAX_RECEIVE_COUNT
     );
     assert_eq!(
         Duration::from_secs(sender_timeout),
@@ -370,18 +404,29 @@ fn the_local_env_file_sets_only_declared_variables_and_opens_loopback() {
         matches!(api.admin_token, config_api::AdminTokenSource::Secret(ref id) if id == local_stack::provision::ADMIN_SECRET)
     );
     assert!(
-        api.queue_url
+        api.queue_urls
+            .fast
             .ends_with(&format!("/{}", local_stack::provision::QUEUE))
+    );
+    assert!(
+        api.queue_urls
+            .slow
+            .ends_with(&format!("/{}-slow", local_stack::provision::QUEUE))
     );
     let env = &envs["SenderFunction"];
     let lookup = |k: &str| env.get(k).cloned();
     let sender = sender::SenderConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(sender.addresses, local.addresses);
-    assert!(
-        sender
-            .queue_url
-            .as_deref()
-            .is_some_and(|url| url.ends_with(&format!("/{}", local_stack::provision::QUEUE)))
+    let lanes = sender.lanes.expect("the sender knows the lanes");
+    let names = lanes.names();
+    assert_eq!(names.fast, local_stack::provision::QUEUE);
+    assert_eq!(
+        names.slow,
+        format!("{}-slow", local_stack::provision::QUEUE)
+    );
+    assert_eq!(
+        names.waiting,
+        format!("{}-waiting", local_stack::provision::QUEUE)
     );
     assert_eq!(sender.table_name, local_stack::provision::TABLE);
     let env = &envs["SweeperFunction"];
@@ -416,7 +461,10 @@ fn every_functions_environment_satisfies_its_configuration() {
         config.addresses.allow_list().is_empty(),
         "no allow-list when deployed"
     );
-    assert!(config.queue_url.is_some(), "retries need the queue");
+    assert!(
+        config.lanes.is_some(),
+        "lane moves and retries need the queues"
+    );
     assert_eq!(
         config.retry_schedule,
         shared::domain::retry::STANDARD_SCHEDULE.to_vec()
@@ -638,21 +686,47 @@ fn the_sender_scales_to_a_bound_instead_of_reserving_concurrency() {
     let t = template();
     let d = deployed();
     let mappings = of_type(&d, "AWS::Lambda::EventSourceMapping");
-    assert_eq!(mappings.len(), 1);
-    let mapping = &mappings[0].1["Properties"];
-    assert_eq!(mapping["FunctionName"], reference("SenderFunction"));
+    // One mapping per lane, each with its own bound: the slow lane never
+    // takes the fast lane's concurrency.
+    let mut bounds = BTreeSet::new();
+    for (name, mapping) in &mappings {
+        let mapping = &mapping["Properties"];
+        assert_eq!(
+            mapping["FunctionName"],
+            reference("SenderFunction"),
+            "{name}"
+        );
+        let queue = mapping["EventSourceArn"]["Fn::GetAtt"][0].as_str().unwrap();
+        let bound = &mapping["ScalingConfig"]["MaximumConcurrency"];
+        bounds.insert(format!(
+            "{queue}:{}",
+            bound["Ref"]
+                .as_str()
+                .map_or(bound.to_string(), str::to_owned)
+        ));
+    }
     assert_eq!(
-        mapping["ScalingConfig"]["MaximumConcurrency"],
-        reference("SenderMaxConcurrency")
+        bounds,
+        [
+            "DeliveryQueue:SenderMaxConcurrency",
+            "SlowQueue:SlowLaneMaxConcurrency",
+            "WaitingQueue:2"
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
     );
-    let param = &t["Parameters"]["SenderMaxConcurrency"];
-    // SQS allows 2 to 1000; the default leaves most of an account's default
-    // 1000 concurrent executions to everything else.
-    assert_eq!(
-        (param["MinValue"].as_u64(), param["MaxValue"].as_u64()),
-        (Some(2), Some(1000))
-    );
-    assert!(param["Default"].as_u64().unwrap() <= 50);
+    for name in ["SenderMaxConcurrency", "SlowLaneMaxConcurrency"] {
+        let param = &t["Parameters"][name];
+        // SQS allows 2 to 1000; the defaults leave most of an account's
+        // default 1000 concurrent executions to everything else.
+        assert_eq!(
+            (param["MinValue"].as_u64(), param["MaxValue"].as_u64()),
+            (Some(2), Some(1000)),
+            "{name}"
+        );
+        assert!(param["Default"].as_u64().unwrap() <= 50, "{name}");
+    }
     for (name, function) in of_type(&d, "AWS::Lambda::Function") {
         assert!(
             function["Properties"]
@@ -687,6 +761,13 @@ fn every_alarm_notifies_the_topic_that_alarm_email_subscribes_to() {
     let expected: BTreeSet<String> = [
         "DeliveryDeadLetterQueue:ApproximateNumberOfMessagesVisible",
         "DeliveryQueue:ApproximateAgeOfOldestMessage",
+        "DeliveryQueue:ApproximateNumberOfMessagesVisible",
+        "SlowDeadLetterQueue:ApproximateNumberOfMessagesVisible",
+        "SlowQueue:ApproximateAgeOfOldestMessage",
+        "SlowQueue:ApproximateNumberOfMessagesVisible",
+        "WaitingDeadLetterQueue:ApproximateNumberOfMessagesVisible",
+        "WaitingQueue:ApproximateAgeOfOldestMessage",
+        "WaitingQueue:ApproximateNumberOfMessagesVisible",
         "ConfigApiFunction:Errors",
         "ConfigApiFunction:Throttles",
         "SenderFunction:Errors",

@@ -67,15 +67,15 @@ pub async fn counting_store(table: &str) -> (DynamoStore, CallCounter) {
     )
 }
 
-/// A queue over `url` whose SQS calls are counted.
-pub async fn counting_queue(url: &str) -> (SqsQueue, CallCounter) {
+/// Queues over `urls` whose SQS calls are counted.
+pub async fn counting_queue(urls: &shared::adapters::sqs::LaneUrls) -> (SqsQueue, CallCounter) {
     let counter = CallCounter::default();
     let sdk = crate::sdk_config().await;
     let config = aws_sdk_sqs::config::Builder::from(&sdk)
         .interceptor(counter.clone())
         .build();
     (
-        SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), url),
+        SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), urls.clone()),
         counter,
     )
 }
@@ -152,4 +152,74 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// Refuses every call of one operation while switched on, as a service
+/// that is down would: the call fails before it is sent, and the number of
+/// refused calls is counted.
+#[derive(Debug, Clone, Default)]
+pub struct Refuse {
+    operation: &'static str,
+    on: Arc<std::sync::atomic::AtomicBool>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Refuse {
+    pub fn new(operation: &'static str) -> Self {
+        let refuse = Self {
+            operation,
+            ..Self::default()
+        };
+        refuse.set(true);
+        refuse
+    }
+
+    pub fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Intercept for Refuse {
+    fn name(&self) -> &'static str {
+        "Refuse"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let named = cfg
+            .load::<Metadata>()
+            .is_some_and(|m| m.name() == self.operation);
+        if named && self.on.load(std::sync::atomic::Ordering::SeqCst) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(format!("{} refused by the test", self.operation).into());
+        }
+        Ok(())
+    }
+}
+
+/// Queues over `urls` that refuse `refuse`'s operation while it is on and
+/// count every call.
+pub async fn refusing_queue(
+    urls: &shared::adapters::sqs::LaneUrls,
+    refuse: Refuse,
+) -> (SqsQueue, CallCounter) {
+    let counter = CallCounter::default();
+    let sdk = crate::sdk_config().await;
+    let config = aws_sdk_sqs::config::Builder::from(&sdk)
+        .interceptor(counter.clone())
+        .interceptor(refuse)
+        .build();
+    (
+        SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), urls.clone()),
+        counter,
+    )
 }

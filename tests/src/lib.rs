@@ -55,9 +55,9 @@ pub mod counting;
 pub mod mail;
 pub mod receiver;
 
-/// A new delivery queue (and dead-letter queue) with a unique name, created
-/// from the code's definition; answers its URL.
-pub async fn fresh_queue() -> String {
+/// New queues for the three lanes (each with its dead-letter queue), with a
+/// unique name, created from the code's definition; answers their URLs.
+pub async fn fresh_queues() -> shared::adapters::sqs::LaneUrls {
     let sdk = sdk_config().await;
     let name = format!("deliveries-{}", uuid::Uuid::new_v4());
     shared::adapters::sqs::create_delivery_queues(&aws_sdk_sqs::Client::new(&sdk), &name)
@@ -94,7 +94,10 @@ pub mod api {
     pub struct Api {
         pub router: Router,
         pub store: DynamoStore,
+        /// The fast lane's queue.
         pub queue_url: String,
+        /// All three lanes' queues.
+        pub queue_urls: shared::adapters::sqs::LaneUrls,
     }
 
     #[derive(Debug)]
@@ -133,14 +136,15 @@ pub mod api {
         /// With another admin token, e.g. the one in the `events/` samples.
         pub async fn with_admin(rules: EndpointRules, admin: &str) -> Self {
             let store = super::fresh_store().await;
-            let queue_url = super::fresh_queue().await;
+            let queue_urls = super::fresh_queues().await;
             let config = ApiConfig {
                 table_name: store.table().to_owned(),
-                queue_url: queue_url.clone(),
+                queue_urls: queue_urls.clone(),
                 admin_token: AdminTokenSource::Plain(ApiToken::presented(admin)),
                 endpoint_rules: rules,
                 signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
                 delivery_log: shared::domain::DeliveryLog::default(),
+                publish_share: shared::domain::PublishShare::off(),
             };
             let router = config_api::app(&super::sdk_config().await, config)
                 .await
@@ -148,7 +152,8 @@ pub mod api {
             Self {
                 router,
                 store,
-                queue_url,
+                queue_url: queue_urls.fast.clone(),
+                queue_urls,
             }
         }
 
@@ -214,6 +219,27 @@ pub mod api {
         /// them (e.g. counting ones), with the local stack's endpoint rules.
         pub fn over<S: config_api::Store, Q: config_api::Queue>(&self, store: S, queue: Q) -> Self {
             self.over_with_log(store, queue, shared::domain::DeliveryLog::default())
+        }
+
+        /// The same table and queues, served by a router that gives each
+        /// project `share` of the publish rate.
+        pub async fn with_share(&self, share: shared::domain::PublishShare) -> Self {
+            let state = config_api::AppState::new(
+                self.store.clone(),
+                shared::adapters::SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&crate::sdk_config().await),
+                    self.queue_urls.clone(),
+                ),
+                config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
+                local_stack::local_rules(),
+                config_api::DEFAULT_SIGNING_OVERLAP,
+                shared::domain::DeliveryLog::default(),
+            )
+            .with_publish_share(share);
+            Self {
+                router: config_api::router(state),
+                ..self.clone()
+            }
         }
 
         /// [`Api::over`], keeping the delivery history as `log` says.
@@ -322,8 +348,21 @@ pub mod stack {
     #[derive(Debug)]
     pub struct Stack {
         pub api: Api,
-        pub sender: Sender<DynamoStore, SqsQueue>,
+        pub sender: std::sync::Arc<Sender<DynamoStore, SqsQueue>>,
         pub sqs: aws_sdk_sqs::Client,
+    }
+
+    /// Pollers feeding the sender from every lane in the background, as the
+    /// event source mappings do; they stop when this is dropped.
+    #[derive(Debug)]
+    pub struct Running {
+        stop: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.stop.send(true);
+        }
     }
 
     impl Stack {
@@ -340,13 +379,18 @@ pub mod stack {
             // Retries (for webhooks that ask for them) wait a second, then
             // two: a test sees a whole schedule in seconds.
             let sender = Sender::new(api.store.clone(), http, 10)
-                .with_retries(
-                    SqsQueue::from_sdk(&sdk, api.queue_url.clone()),
+                .with_lanes(
+                    SqsQueue::from_sdk(&sdk, api.queue_urls.clone()),
+                    api.queue_urls.names(),
                     TEST_RETRY_SCHEDULE.to_vec(),
                 )
                 .with_history(shared::domain::DeliveryLog::default());
             let sqs = aws_sdk_sqs::Client::new(&sdk);
-            Self { api, sender, sqs }
+            Self {
+                api,
+                sender: std::sync::Arc::new(sender),
+                sqs,
+            }
         }
 
         /// Publishes with the admin token; answers the 202 body.
@@ -388,14 +432,53 @@ pub mod stack {
                 .unwrap_or_default()
         }
 
-        /// One poll: up to 10 messages through the sender.
+        /// One poll of each lane (fast, slow, waiting), one after the other:
+        /// up to 10 messages of each through the sender; answers the sum.
         pub async fn poll(&self) -> Poll {
-            poll_once(&self.sender, &self.sqs, &self.api.queue_url, 0)
+            let mut sum = Poll::default();
+            for url in [
+                &self.api.queue_urls.fast,
+                &self.api.queue_urls.slow,
+                &self.api.queue_urls.waiting,
+            ] {
+                let poll = poll_once(&self.sender, &self.sqs, url, 0).await.unwrap();
+                sum.received += poll.received;
+                sum.acknowledged += poll.acknowledged;
+                sum.returned += poll.returned;
+            }
+            sum
+        }
+
+        /// `pollers` concurrent pollers per lane in the background, as the
+        /// lanes' event source mappings run them.
+        pub fn run_lanes(&self, pollers: usize) -> Running {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            for url in [
+                &self.api.queue_urls.fast,
+                &self.api.queue_urls.slow,
+                &self.api.queue_urls.waiting,
+            ] {
+                for _ in 0..pollers {
+                    tokio::spawn(sender::poller::run(
+                        self.sender.clone(),
+                        self.sqs.clone(),
+                        url.clone(),
+                        stopped.clone(),
+                    ));
+                }
+            }
+            Running { stop }
+        }
+
+        /// One poll of one lane.
+        pub async fn poll_lane(&self, lane: shared::domain::Lane) -> Poll {
+            poll_once(&self.sender, &self.sqs, self.api.queue_urls.url(lane), 0)
                 .await
                 .unwrap()
         }
 
-        /// Polls until the queue answers empty; answers every non-empty poll.
+        /// Polls every lane until all answer empty; answers every non-empty
+        /// poll.
         pub async fn deliver_all(&self) -> Vec<Poll> {
             let mut polls = Vec::new();
             loop {
@@ -405,6 +488,34 @@ pub mod stack {
                 }
                 polls.push(poll);
             }
+        }
+
+        /// How many messages `lane`'s queue holds, visible, in flight and
+        /// delayed.
+        pub async fn depth(&self, lane: shared::domain::Lane) -> [usize; 3] {
+            use aws_sdk_sqs::types::QueueAttributeName as A;
+            let out = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(self.api.queue_urls.url(lane))
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .unwrap();
+            let attributes = out.attributes.unwrap_or_default();
+            let read = |name: A| {
+                attributes
+                    .get(&name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            [
+                read(A::ApproximateNumberOfMessages),
+                read(A::ApproximateNumberOfMessagesNotVisible),
+                read(A::ApproximateNumberOfMessagesDelayed),
+            ]
         }
 
         /// Creates `count` webhooks of `project` for `run.completed`, the
@@ -435,7 +546,7 @@ pub mod stack {
         /// [`Stack::counting`], the router keeping the history as `log` says.
         pub async fn counting_with_log(&self, log: shared::domain::DeliveryLog) -> Counting {
             let (store, dynamo) = crate::counting::counting_store(self.api.store.table()).await;
-            let (queue, sqs) = crate::counting::counting_queue(&self.api.queue_url).await;
+            let (queue, sqs) = crate::counting::counting_queue(&self.api.queue_urls).await;
             Counting {
                 api: self.api.over_with_log(store.clone(), queue.clone(), log),
                 store,

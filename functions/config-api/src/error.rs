@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds to wait before trying again (`Retry-After`), on a 429.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +38,21 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: the project published more than its share of the rate.
+    pub fn over_publish_share(limit: u32, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "publish_rate_exceeded",
+                format!(
+                    "this project published {limit} events in this second, its share of the publish rate; try again after {retry_after} s (Retry-After)"
+                ),
+            )
         }
     }
 
@@ -145,6 +162,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -12,10 +12,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use shared::adapters::secrets::{SecretError, read_secret_string};
+use shared::adapters::sqs::LaneUrls;
 use shared::adapters::{DynamoStore, SqsQueue};
 use shared::config::{ConfigError, Env};
-use shared::domain::{ApiToken, DeliveryLog, EndpointRules};
-use shared::ports::{DeliveryQueue, HistoryStore, TokenStore, WebhookStore};
+use shared::domain::{ApiToken, DeliveryLog, EndpointRules, PublishShare};
+use shared::ports::{DeliveryQueue, HistoryStore, RateStore, TokenStore, WebhookStore};
 
 pub mod auth;
 pub mod error;
@@ -33,8 +34,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// What the API needs from storage.
-pub trait Store: WebhookStore + TokenStore + HistoryStore + 'static {}
-impl<T: WebhookStore + TokenStore + HistoryStore + 'static> Store for T {}
+pub trait Store: WebhookStore + TokenStore + HistoryStore + RateStore + 'static {}
+impl<T: WebhookStore + TokenStore + HistoryStore + RateStore + 'static> Store for T {}
 
 /// What the API needs from the delivery queue.
 pub trait Queue: DeliveryQueue + 'static {}
@@ -57,6 +58,12 @@ pub struct Inner<S, Q> {
     pub signing_overlap: Duration,
     /// How long published events are kept for redelivery; off stores none.
     pub delivery_log: DeliveryLog,
+    /// Each project's share of the publish rate.
+    pub publish_share: PublishShare,
+    /// The windows in which this instance saw a project's share used up:
+    /// further publishes of that project in the window are refused without
+    /// a storage call.
+    pub full_windows: routes::events::FullWindows,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -88,7 +95,24 @@ impl<S, Q> AppState<S, Q> {
             rules,
             signing_overlap,
             delivery_log,
+            publish_share: PublishShare::off(),
+            full_windows: routes::events::FullWindows::default(),
         }))
+    }
+
+    /// Limits each project to `share` of the publish rate. Call before the
+    /// state is shared.
+    pub fn with_publish_share(self, share: PublishShare) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => Self(Arc::new(Inner {
+                publish_share: share,
+                ..inner
+            })),
+            Err(shared) => {
+                tracing::error!("the publish share was set on a state already shared; ignored");
+                Self(shared)
+            }
+        }
     }
 }
 
@@ -185,17 +209,22 @@ pub enum AdminTokenSource {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub table_name: String,
-    pub queue_url: String,
+    /// `DELIVERY_QUEUE_URL` and `SLOW_QUEUE_URL`: the lanes publishing
+    /// queues to (the API queues nothing to the waiting lane).
+    pub queue_urls: LaneUrls,
     pub admin_token: AdminTokenSource,
     pub endpoint_rules: EndpointRules,
     /// `SIGNING_SECRET_OVERLAP`, default 24 hours.
     pub signing_overlap: Duration,
     /// `DELIVERY_LOG_DAYS`, default 30; 0 stores no events.
     pub delivery_log: DeliveryLog,
+    /// `PUBLISH_RATE_PER_PROJECT`: publishes per second of one project, 0
+    /// (off) by default.
+    pub publish_share: PublishShare,
 }
 
 impl ApiConfig {
-    /// `TABLE_NAME`, `DELIVERY_QUEUE_URL`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
+    /// `TABLE_NAME`, `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
     /// (local); `ALLOW_HTTP_ENDPOINTS`, `ENDPOINT_ALLOW_CIDRS`.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let admin_token = match (
@@ -208,11 +237,25 @@ impl ApiConfig {
         };
         Ok(Self {
             table_name: env.required("TABLE_NAME")?,
-            queue_url: env.required("DELIVERY_QUEUE_URL")?,
+            queue_urls: {
+                let (fast, slow) = (
+                    env.required("DELIVERY_QUEUE_URL")?,
+                    env.required("SLOW_QUEUE_URL")?,
+                );
+                // The API never queues to the waiting lane (only the sender
+                // does); the slow lane stands in for it.
+                let waiting = slow.clone();
+                LaneUrls {
+                    fast,
+                    slow,
+                    waiting,
+                }
+            },
             admin_token,
             endpoint_rules: env.endpoint_rules()?,
             signing_overlap: env.duration("SIGNING_SECRET_OVERLAP", DEFAULT_SIGNING_OVERLAP)?,
             delivery_log: env.delivery_log()?,
+            publish_share: env.publish_share(0)?,
         })
     }
 }
@@ -238,14 +281,17 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
         return Err(StartupError::WeakAdminToken);
     }
     let store = DynamoStore::from_sdk(sdk, config.table_name);
-    let queue = SqsQueue::from_sdk(sdk, config.queue_url);
+    let queue = SqsQueue::from_sdk(sdk, config.queue_urls);
     tracing::info!(endpoints = %config.endpoint_rules.addresses, allow_http = config.endpoint_rules.allow_http, "config API ready");
-    Ok(router(AppState::new(
-        store,
-        queue,
-        AdminToken::new(&admin),
-        config.endpoint_rules,
-        config.signing_overlap,
-        config.delivery_log,
-    )))
+    Ok(router(
+        AppState::new(
+            store,
+            queue,
+            AdminToken::new(&admin),
+            config.endpoint_rules,
+            config.signing_overlap,
+            config.delivery_log,
+        )
+        .with_publish_share(config.publish_share),
+    ))
 }

@@ -8,7 +8,7 @@
 //! a POST come back, for SQS to retry and finally dead-letter.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -16,18 +16,19 @@ use futures::stream::{self, StreamExt};
 use shared::adapters::HttpPoster;
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::{
-    DEFAULT_DEADLINE, RECORD_MARGIN, Skip, decide, eligible, may_start, prepare,
+    DEFAULT_DEADLINE, Pace, RECORD_MARGIN, Skip, coalesce, decide, eligible, may_start, prepare,
 };
 use shared::domain::history::masked_headers;
-use shared::domain::retry::{
-    MAX_QUEUE_DELAY, STANDARD_SCHEDULE, hop_delay, parse_retry_after, random_jitter, retry_delay,
-};
+use shared::domain::lane::{SLOW_AFTER, retry_route, route};
+use shared::domain::retry::{STANDARD_SCHEDULE, parse_retry_after, random_jitter, retry_delay};
 use shared::domain::{
-    AddressPolicy, Attempt, DeliveryLog, DeliveryMessage, FailureRules, Fault, Outcome, Record,
-    RetryPolicy, SigningSecret, Timestamp, Trigger, Verdict, Webhook,
+    AddressPolicy, Attempt, DeliveryLog, DeliveryMessage, EventName, FailureRules, Fault, Lane,
+    LaneNames, Outcome, ProjectCode, Record, RetryPolicy, Route, SigningSecret, Timestamp, Trigger,
+    Verdict, Webhook, WebhookId,
 };
 use shared::ports::{DeliveryQueue, DeliveryStore, EnqueueError, StoreError, WebhookKey};
 use tokio::time::timeout_at;
+use uuid::Uuid;
 
 pub mod poller;
 
@@ -49,9 +50,11 @@ pub struct SenderConfig {
     pub addresses: AddressPolicy,
     /// `DISABLE_ON_TIMEOUT` and `DISABLE_ON_GONE`, both false by default.
     pub rules: FailureRules,
-    /// `DELIVERY_QUEUE_URL`: where retries are queued. Without it, webhooks
-    /// with `retry_policy: "standard"` get one attempt too.
-    pub queue_url: Option<String>,
+    /// `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`, `WAITING_QUEUE_URL`: the
+    /// lanes, where deliveries move and retries are queued. Without them
+    /// every record is POSTed where it is, and webhooks with
+    /// `retry_policy: "standard"` get one attempt too.
+    pub lanes: Option<shared::adapters::sqs::LaneUrls>,
     /// `RETRY_SCHEDULE`: comma-separated waits (`5s,5m,30m`), the standard
     /// schedule by default; tests shorten it.
     pub retry_schedule: Vec<Duration>,
@@ -71,7 +74,24 @@ impl SenderConfig {
                 disable_on_timeout: env.flag("DISABLE_ON_TIMEOUT", false)?,
                 disable_on_gone: env.flag("DISABLE_ON_GONE", false)?,
             },
-            queue_url: env.optional("DELIVERY_QUEUE_URL"),
+            lanes: match (
+                env.optional("DELIVERY_QUEUE_URL"),
+                env.optional("SLOW_QUEUE_URL"),
+                env.optional("WAITING_QUEUE_URL"),
+            ) {
+                (Some(fast), Some(slow), Some(waiting)) => Some(shared::adapters::sqs::LaneUrls {
+                    fast,
+                    slow,
+                    waiting,
+                }),
+                (None, None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SLOW_QUEUE_URL",
+                        reason: "DELIVERY_QUEUE_URL, SLOW_QUEUE_URL and WAITING_QUEUE_URL are set together or not at all".into(),
+                    });
+                }
+            },
             retry_schedule: match env.optional("RETRY_SCHEDULE") {
                 None => STANDARD_SCHEDULE.to_vec(),
                 Some(raw) => raw
@@ -89,19 +109,28 @@ impl SenderConfig {
     }
 }
 
-/// Where retries go: the delivery queue, and the waits between attempts.
+/// The lanes: the queues deliveries move between and retries wait in, the
+/// lanes' queue names (to tell where a record came from), and the waits
+/// between attempts.
 #[derive(Debug)]
-pub struct Retries<Q> {
+pub struct Lanes<Q> {
     pub queue: Q,
+    pub names: LaneNames,
     pub schedule: Vec<Duration>,
 }
 
-/// No queue: every delivery is one attempt.
+/// No queues: every record is POSTed where it is, and every delivery is one
+/// attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct NoRetries;
 
 impl DeliveryQueue for NoRetries {
-    async fn enqueue(&self, bodies: Vec<String>) -> Result<usize, EnqueueError> {
+    async fn enqueue(
+        &self,
+        _lane: Lane,
+        _group: &str,
+        bodies: Vec<String>,
+    ) -> Result<usize, EnqueueError> {
         Err(EnqueueError {
             queued: 0,
             total: bodies.len(),
@@ -109,13 +138,69 @@ impl DeliveryQueue for NoRetries {
         })
     }
 
-    async fn enqueue_delayed(&self, _body: String, _delay: Duration) -> Result<(), EnqueueError> {
+    async fn enqueue_one(
+        &self,
+        _lane: Lane,
+        _group: &str,
+        _body: String,
+        _delay: Duration,
+    ) -> Result<(), EnqueueError> {
         Err(EnqueueError {
             queued: 0,
             total: 1,
             source: None,
         })
     }
+
+    async fn postpone(&self, _receipt: &str, _delay: Duration) -> Result<(), EnqueueError> {
+        Err(EnqueueError {
+            queued: 0,
+            total: 1,
+            source: None,
+        })
+    }
+}
+
+/// How one record's handling ended before the batch's writes. One per
+/// record of a batch, moved once: its size does not matter.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    /// Not POSTed (skipped, moved, postponed, returned): its verdict, and
+    /// with the history on, its record.
+    Unsent(Verdict, Option<Attempt>),
+    /// POSTed: what is left to write and queue.
+    Posted(Posted),
+}
+
+/// A POST made, and what it leaves for the batch to do.
+#[derive(Debug)]
+struct Posted {
+    webhook_id: WebhookId,
+    /// When the POST ended: the batch writes a webhook's records in this
+    /// order.
+    ended: Instant,
+    record: Record,
+    /// The next attempt and its wait, for a webhook that asked for retries.
+    retry: Option<(DeliveryMessage, Duration)>,
+    outcome: Outcome,
+    attempt: Option<Attempt>,
+    delivery_id: Uuid,
+    project: ProjectCode,
+    event_name: EventName,
+    attempt_number: u32,
+    latency_ms: u64,
+}
+
+/// One decoded record: its id and receipt handle, the lane it came from,
+/// its body as received (a move forwards it unchanged) and the message.
+#[derive(Debug)]
+struct Incoming {
+    id: String,
+    receipt: Option<String>,
+    lane: Lane,
+    body: String,
+    message: DeliveryMessage,
 }
 
 /// The sender with its clients, built once per cold start.
@@ -125,7 +210,7 @@ pub struct Sender<S, Q = NoRetries> {
     http: HttpPoster,
     concurrency: usize,
     rules: FailureRules,
-    retries: Option<Retries<Q>>,
+    lanes: Option<Lanes<Q>>,
     history: DeliveryLog,
 }
 
@@ -137,20 +222,30 @@ impl<S: DeliveryStore> Sender<S> {
             http,
             concurrency: concurrency.max(1),
             rules: FailureRules::default(),
-            retries: None,
+            lanes: None,
             history: DeliveryLog::off(),
         }
     }
 
-    /// Queues retries of failed deliveries to webhooks with
+    /// Moves deliveries between the lanes of `queue` (named `names`) and
+    /// queues retries of failed deliveries to webhooks with
     /// `retry_policy: "standard"`, on `schedule`.
-    pub fn with_retries<Q: DeliveryQueue>(self, queue: Q, schedule: Vec<Duration>) -> Sender<S, Q> {
+    pub fn with_lanes<Q: DeliveryQueue>(
+        self,
+        queue: Q,
+        names: LaneNames,
+        schedule: Vec<Duration>,
+    ) -> Sender<S, Q> {
         Sender {
             store: self.store,
             http: self.http,
             concurrency: self.concurrency,
             rules: self.rules,
-            retries: Some(Retries { queue, schedule }),
+            lanes: Some(Lanes {
+                queue,
+                names,
+                schedule,
+            }),
             history: self.history,
         }
     }
@@ -173,63 +268,288 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// answers the records SQS should deliver again: those whose [`Verdict`]
     /// returns them to the queue. Every AWS call is bounded so that the
     /// handler answers before `ends`; a POST that could not end and be
-    /// recorded in time is not started.
+    /// recorded in time is not started. Each record first finds its way
+    /// (`domain::lane::route`): POSTed here, moved to another lane, or, a
+    /// retry not due yet in the waiting lane, postponed there.
     pub async fn handle(&self, event: SqsEvent, ends: Instant) -> SqsBatchResponse {
         let mut verdicts = Vec::with_capacity(event.records.len());
-        let mut messages = Vec::with_capacity(event.records.len());
+        let mut incoming = Vec::with_capacity(event.records.len());
+        let now = Timestamp::now();
         for record in event.records {
             let id = record.message_id.unwrap_or_default();
-            match DeliveryMessage::decode(record.body.as_deref().unwrap_or_default()) {
-                Ok(message) => messages.push((id, message)),
+            let lane = match (&self.lanes, record.event_source_arn.as_deref()) {
+                (Some(lanes), Some(source)) => lanes.names.lane_of_source(source),
+                _ => Lane::Fast,
+            };
+            let body = record.body.unwrap_or_default();
+            match DeliveryMessage::decode(&body) {
+                Ok(message) => incoming.push(Incoming {
+                    id,
+                    receipt: record.receipt_handle,
+                    lane,
+                    body,
+                    message,
+                }),
                 Err(err) => {
                     tracing::error!(message_id = %id, error = %shared::error_chain(&err), "undecodable record; returned to the queue");
                     verdicts.push((id, Verdict::Returned(Fault::Undecodable)));
                 }
             }
         }
-        let keys: Vec<WebhookKey> = messages
+        // A retry not due yet waits where it is: no read, one queue call.
+        let (waiting, incoming): (Vec<_>, Vec<_>) = incoming.into_iter().partition(|record| {
+            record.lane == Lane::Waiting
+                && matches!(
+                    route(Lane::Waiting, Lane::Fast, record.message.not_before, now),
+                    Route::Postpone(_)
+                )
+        });
+        let postponed = stream::iter(waiting)
+            .map(|record| async move {
+                let verdict = self.postpone(&record, now, ends).await;
+                (record.id, verdict)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>();
+        let keys: Vec<WebhookKey> = incoming
             .iter()
-            .map(|(_, m)| (m.project.clone(), m.webhook_id))
+            .map(|r| (r.message.project.clone(), r.message.webhook_id))
             .collect();
-        let webhooks = if keys.is_empty() {
-            HashMap::new()
-        } else {
+        let read = async {
+            if keys.is_empty() {
+                return Ok(HashMap::new());
+            }
             let read_by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
-            let read = timeout_at(read_by.into(), self.store.get_many(&keys)).await;
-            match read.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(
-                    "the read of the batch's webhooks timed out".into(),
-                ))
-            }) {
-                Ok(found) => found,
-                Err(err) => {
-                    tracing::error!(error = %shared::error_chain(&err), records = messages.len(), "could not load webhooks; batch returned to the queue");
-                    verdicts.extend(
-                        messages
-                            .into_iter()
-                            .map(|(id, _)| (id, Verdict::Returned(Fault::StoreUnavailable))),
-                    );
-                    return response(&verdicts);
-                }
+            timeout_at(read_by.into(), self.store.get_many(&keys))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "the read of the batch's webhooks timed out".into(),
+                    ))
+                })
+        };
+        let (postponed, read) = futures::join!(postponed, read);
+        verdicts.extend(postponed);
+        let webhooks = match read {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::error!(error = %shared::error_chain(&err), records = incoming.len(), "could not load webhooks; batch returned to the queue");
+                verdicts.extend(
+                    incoming
+                        .into_iter()
+                        .map(|r| (r.id, Verdict::Returned(Fault::StoreUnavailable))),
+                );
+                return response(&verdicts);
             }
         };
-        let sent: Vec<(String, (Verdict, Option<Attempt>))> = stream::iter(messages)
-            .map(|(id, message)| {
+        let done: Vec<(String, Done)> = stream::iter(incoming)
+            .map(|record| {
                 let webhook = webhooks
-                    .get(&message.webhook_id)
-                    .filter(|hook| hook.project == message.project);
-                async move { (id, self.deliver(message, webhook, ends).await) }
+                    .get(&record.message.webhook_id)
+                    .filter(|hook| hook.project == record.message.project);
+                async move {
+                    let id = record.id.clone();
+                    (id, self.dispatch(record, webhook, ends).await)
+                }
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut attempts = Vec::with_capacity(sent.len());
-        for (id, (verdict, attempt)) in sent {
+        let mut attempts = Vec::with_capacity(done.len());
+        let mut posted = Vec::with_capacity(done.len());
+        for (id, done) in done {
+            match done {
+                Done::Unsent(verdict, attempt) => {
+                    verdicts.push((id, verdict));
+                    attempts.extend(attempt);
+                }
+                Done::Posted(post) => posted.push((id, post)),
+            }
+        }
+        // The webhooks' writes, then the retries (each failure is recorded
+        // before its next attempt is queued), then the history.
+        let gone = self.record_batch(&posted, &webhooks, ends).await;
+        let finished = stream::iter(posted)
+            .map(|(id, post)| {
+                let disabled = gone.contains(&post.webhook_id);
+                async move { (id, self.finish(post, disabled, ends).await) }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        for (id, (verdict, attempt)) in finished {
             verdicts.push((id, verdict));
             attempts.extend(attempt);
         }
         self.record_attempts(&attempts, ends).await;
         response(&verdicts)
+    }
+
+    /// Writes what the batch's POSTs changed on their webhooks: per
+    /// webhook, its records in the order the POSTs ended, a run of failures
+    /// as one write (`delivery::coalesce`), webhooks in parallel. Bounded by
+    /// the invocation; an unfinished write is logged (the deliveries were
+    /// sent and stand). Answers the webhooks a 410 disabled.
+    async fn record_batch(
+        &self,
+        posted: &[(String, Posted)],
+        webhooks: &HashMap<WebhookId, Webhook>,
+        ends: Instant,
+    ) -> HashSet<WebhookId> {
+        let mut by_webhook: HashMap<WebhookId, Vec<(Instant, Record)>> = HashMap::new();
+        for (_, post) in posted {
+            if post.record != Record::Nothing {
+                by_webhook
+                    .entry(post.webhook_id)
+                    .or_default()
+                    .push((post.ended, post.record.clone()));
+            }
+        }
+        let gone = by_webhook
+            .iter()
+            .filter(|(_, records)| {
+                records
+                    .iter()
+                    .any(|(_, record)| matches!(record, Record::Gone { .. }))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let writes = by_webhook.into_iter().filter_map(|(id, mut records)| {
+            let webhook = webhooks.get(&id)?;
+            records.sort_by_key(|(ended, _)| *ended);
+            let records = coalesce(records.into_iter().map(|(_, record)| record));
+            Some(async move {
+                for record in records {
+                    let written = timeout_at(ends.into(), self.record(webhook, record))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(StoreError::Unavailable(
+                                "recording did not finish before the invocation's deadline"
+                                    .into(),
+                            ))
+                        });
+                    if let Err(err) = written {
+                        tracing::error!(webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
+                    }
+                }
+            })
+        });
+        stream::iter(writes)
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<()>>()
+            .await;
+        gone
+    }
+
+    /// After the batch's writes: queues the next attempt of a failed
+    /// delivery to a webhook that asked for retries (none once a 410
+    /// disabled it); if it cannot be queued, this attempt goes back to the
+    /// queue instead, so the delivery is not lost. Logs the delivery.
+    async fn finish(
+        &self,
+        post: Posted,
+        disabled: bool,
+        ends: Instant,
+    ) -> (Verdict, Option<Attempt>) {
+        let mut retry_in = None;
+        let mut verdict = Verdict::Sent(post.outcome.clone());
+        if let (Some((retry, wait)), Some(lanes), false) = (post.retry, &self.lanes, disabled) {
+            let (lane, delay) = retry_route(wait);
+            let sent = match retry.encode() {
+                Ok(body) => self.send_to(lanes, lane, &retry, body, delay, ends).await,
+                Err(err) => {
+                    tracing::error!(delivery_id = %retry.delivery_id, error = %err, "could not encode the retry");
+                    Err(())
+                }
+            };
+            match sent {
+                Ok(()) => retry_in = Some(wait.as_millis() as u64),
+                Err(()) => verdict = Verdict::Returned(Fault::QueueUnavailable),
+            }
+        }
+        let reason = match &post.outcome {
+            Outcome::Delivered { .. } => None,
+            Outcome::Failed { reason } => Some(reason.to_string()),
+        };
+        tracing::info!(
+            delivery_id = %post.delivery_id,
+            project = %post.project,
+            webhook_id = %post.webhook_id,
+            event_name = %post.event_name,
+            attempt = post.attempt_number,
+            outcome = verdict.label(),
+            reason,
+            status = post.outcome.status(),
+            latency_ms = post.latency_ms,
+            retry_in_ms = retry_in,
+            "delivery"
+        );
+        (verdict, post.attempt)
+    }
+
+    /// One record whose webhook was read: skipped, moved to another lane,
+    /// or delivered here.
+    async fn dispatch(&self, record: Incoming, webhook: Option<&Webhook>, ends: Instant) -> Done {
+        let hook = match eligible(webhook, record.message.event_name, record.message.trigger) {
+            Ok(hook) => hook,
+            Err(skip) => {
+                let (verdict, attempt) = self.skip(&record.message, skip);
+                return Done::Unsent(verdict, attempt);
+            }
+        };
+        let Some(lanes) = &self.lanes else {
+            return self.deliver(record.message, hook, ends).await;
+        };
+        match route(
+            record.lane,
+            Lane::of(hook),
+            record.message.not_before,
+            Timestamp::now(),
+        ) {
+            Route::Post => self.deliver(record.message, hook, ends).await,
+            Route::Move { to, delay } => {
+                let verdict = match self
+                    .send_to(lanes, to, &record.message, record.body, delay, ends)
+                    .await
+                {
+                    Ok(()) => Verdict::Moved(to),
+                    Err(()) => Verdict::Returned(Fault::QueueUnavailable),
+                };
+                Done::Unsent(unsent(&record.message, verdict), None)
+            }
+            // Not due when the batch began, due now: it waits once more.
+            Route::Postpone(_) => {
+                Done::Unsent(self.postpone(&record, Timestamp::now(), ends).await, None)
+            }
+        }
+    }
+
+    /// Keeps a waiting retry invisible until it is due (12 hours at most).
+    async fn postpone(&self, record: &Incoming, now: Timestamp, ends: Instant) -> Verdict {
+        let delay = match route(Lane::Waiting, Lane::Fast, record.message.not_before, now) {
+            Route::Postpone(delay) => delay,
+            _ => Duration::ZERO,
+        };
+        let (Some(lanes), Some(receipt)) = (&self.lanes, record.receipt.as_deref()) else {
+            return unsent(&record.message, Verdict::Returned(Fault::QueueUnavailable));
+        };
+        let verdict = match timeout_at(ends.into(), lanes.queue.postpone(receipt, delay)).await {
+            Ok(Ok(())) => Verdict::Postponed,
+            Ok(Err(err)) => {
+                tracing::error!(delivery_id = %record.message.delivery_id, error = %shared::error_chain(&err), "could not postpone the waiting retry; it comes back after the queue's visibility timeout");
+                Verdict::Returned(Fault::QueueUnavailable)
+            }
+            Err(_) => Verdict::Returned(Fault::OutOfTime),
+        };
+        unsent(&record.message, verdict)
+    }
+
+    /// A record that is not to be sent; with the history on, its record
+    /// (none for a deleted webhook).
+    fn skip(&self, message: &DeliveryMessage, skip: Skip) -> (Verdict, Option<Attempt>) {
+        let attempt = (self.history.is_on() && skip != Skip::Deleted)
+            .then(|| Attempt::of(message, Timestamp::now()).skipped(skip));
+        (unsent(message, Verdict::Skipped(skip)), attempt)
     }
 
     /// Adds the batch's attempts to the delivery history in one call,
@@ -256,43 +576,20 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         }
     }
 
-    /// One delivery: check, prepare, POST, record; answers the verdict and,
-    /// with the history on, the attempt's record (none for a message that
-    /// goes back to the queue or waits, and none for a deleted webhook).
-    /// Never POSTs twice: once sent, the record is acknowledged whatever the
-    /// bookkeeping does. Starts the POST only if it can end and be recorded
-    /// before `ends`.
-    pub async fn deliver(
-        &self,
-        message: DeliveryMessage,
-        webhook: Option<&Webhook>,
-        ends: Instant,
-    ) -> (Verdict, Option<Attempt>) {
-        let webhook = match eligible(webhook, message.event_name, message.trigger) {
-            Ok(webhook) => webhook,
-            Err(skip) => {
-                let attempt = (self.history.is_on() && skip != Skip::Deleted)
-                    .then(|| Attempt::of(&message, Timestamp::now()).skipped(skip));
-                return (unsent(&message, Verdict::Skipped(skip)), attempt);
-            }
-        };
-        // A retry that is not due yet hops through the queue again.
-        if let (Some(retries), Some(not_before)) = (&self.retries, message.not_before)
-            && let Some(delay) = hop_delay(Timestamp::now(), not_before)
-        {
-            let verdict = match self.requeue(retries, &message, delay, ends).await {
-                Ok(()) => Verdict::Deferred,
-                Err(()) => Verdict::Returned(Fault::QueueUnavailable),
-            };
-            return (unsent(&message, verdict), None);
-        }
+    /// One delivery to an eligible webhook: prepare, POST (marking the
+    /// webhook slow if it has not answered after `SLOW_AFTER`), decide what
+    /// to record and whether to retry; the batch writes and queues those
+    /// once all its POSTs are done. Never POSTs twice: once sent, the record
+    /// is acknowledged whatever the bookkeeping does. Starts the POST only
+    /// if it can end and be recorded before `ends`.
+    async fn deliver(&self, message: DeliveryMessage, webhook: &Webhook, ends: Instant) -> Done {
         let signing = match &webhook.signing_secret {
             Some(secret) => Cow::Borrowed(secret),
             None => match self.assign_signing_secret(webhook, ends).await {
                 Ok(secret) => Cow::Owned(secret),
                 Err(err) => {
                     tracing::error!(delivery_id = %message.delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&*err), "could not give the webhook a signing secret; returned to the queue");
-                    return (
+                    return Done::Unsent(
                         unsent(&message, Verdict::Returned(Fault::StoreUnavailable)),
                         None,
                     );
@@ -301,7 +598,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         };
         let started = Instant::now();
         if !may_start(started, ends, self.http.deadline()) {
-            return (unsent(&message, Verdict::Returned(Fault::OutOfTime)), None);
+            return Done::Unsent(unsent(&message, Verdict::Returned(Fault::OutOfTime)), None);
         }
         let entry = self
             .history
@@ -317,15 +614,33 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         // redelivery or ping a person asked for is one attempt.
         let next = (webhook.retry_policy == RetryPolicy::Standard
             && message.trigger == Trigger::Event
-            && self.retries.is_some())
+            && self.lanes.is_some())
         .then(|| message.clone());
         let mut headers = Default::default();
+        let mut marked_slow = false;
         let answer = match prepare(webhook, &signing, message, Timestamp::now()) {
             Ok(dispatch) => {
                 if entry.is_some() {
                     headers = masked_headers(&dispatch.headers);
                 }
-                self.http.send_for_answer(dispatch).await
+                let post = self.http.send_for_answer(dispatch);
+                if Lane::of(webhook) == Lane::Fast {
+                    // A healthy webhook whose endpoint has not answered
+                    // after SLOW_AFTER is marked slow at once, while the
+                    // POST goes on: deliveries read after this take the
+                    // slow lane instead of waiting here behind it.
+                    tokio::pin!(post);
+                    tokio::select! {
+                        answer = &mut post => answer,
+                        () = tokio::time::sleep(SLOW_AFTER) => {
+                            let (answer, marked) = tokio::join!(&mut post, self.mark_slow(webhook, delivery_id, ends));
+                            marked_slow = marked;
+                            answer
+                        }
+                    }
+                } else {
+                    post.await
+                }
             }
             Err(reason) => Outcome::Failed { reason }.into(),
         };
@@ -335,93 +650,78 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                 .masking(webhook.secret.as_ref())
         });
         let outcome = answer.outcome;
-        let latency_ms = latency.as_millis() as u64;
-        let record = decide(webhook, &outcome, Timestamp::now(), self.rules);
-        let disabled_now = matches!(record, Record::Gone { .. });
-        // Bounded by the invocation: an unfinished write is logged, and the
-        // delivery is still acknowledged (it was sent). A healthy delivery
-        // writes nothing and sets no timer.
-        let recorded = match record {
-            Record::Nothing => Ok(()),
-            record => timeout_at(ends.into(), self.record(webhook, record))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(
-                        "recording did not finish before the invocation's deadline".into(),
-                    ))
-                }),
+        let pace = Pace {
+            latency,
+            was_slow: webhook.slow_since.is_some() || marked_slow,
         };
-        if let Err(err) = recorded {
-            tracing::error!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
-        }
-        // The next attempt, for a webhook that asked for retries (a 410 that
-        // disabled it gets none). If it cannot be queued, this attempt goes
-        // back to the queue instead, so the delivery is not lost.
-        let mut retry_in = None;
-        let mut verdict = None;
-        if let (Outcome::Failed { .. }, Some(next), Some(retries)) = (&outcome, next, &self.retries)
-            && !disabled_now
-        {
-            let now = Timestamp::now();
-            let asked = answer
-                .retry_after
-                .as_deref()
-                .and_then(|raw| parse_retry_after(raw, now));
-            if let Some(wait) = retry_delay(&retries.schedule, attempt, random_jitter(), asked) {
-                let retry = next.into_retry(now.after(wait));
-                match self
-                    .requeue(retries, &retry, wait.min(MAX_QUEUE_DELAY), ends)
-                    .await
-                {
-                    Ok(()) => retry_in = Some(wait.as_millis() as u64),
-                    Err(()) => verdict = Some(Verdict::Returned(Fault::QueueUnavailable)),
-                }
+        let now = Timestamp::now();
+        let record = decide(webhook, &outcome, pace, now, self.rules);
+        let retry = match (&outcome, next, &self.lanes) {
+            (Outcome::Failed { .. }, Some(next), Some(lanes)) => {
+                let asked = answer
+                    .retry_after
+                    .as_deref()
+                    .and_then(|raw| parse_retry_after(raw, now));
+                retry_delay(&lanes.schedule, attempt, random_jitter(), asked)
+                    .map(|wait| (next.into_retry(now.after(wait)), wait))
             }
-        }
-        let reason = match &outcome {
-            Outcome::Delivered { .. } => None,
-            Outcome::Failed { reason } => Some(reason.to_string()),
+            _ => None,
         };
-        let status = outcome.status();
-        let verdict = verdict.unwrap_or(Verdict::Sent(outcome));
-        tracing::info!(
-            delivery_id = %delivery_id,
-            project = %project,
-            webhook_id = %webhook.id,
-            event_name = %event_name,
-            attempt,
-            outcome = verdict.label(),
-            reason,
-            status,
-            latency_ms,
-            retry_in_ms = retry_in,
-            "delivery"
-        );
-        (verdict, entry)
+        Done::Posted(Posted {
+            webhook_id: webhook.id,
+            ended: Instant::now(),
+            record,
+            retry,
+            outcome,
+            attempt: entry,
+            delivery_id,
+            project,
+            event_name,
+            attempt_number: attempt,
+            latency_ms: latency.as_millis() as u64,
+        })
     }
 
-    /// Queues `message` again, invisible for `delay`.
-    /// Bounded by the invocation's end, like every AWS call of the handler.
-    async fn requeue(
+    /// Sends `body` (the message `message`) to `lane`, invisible for
+    /// `delay`. Bounded by the invocation's end, like every AWS call of the
+    /// handler.
+    async fn send_to(
         &self,
-        retries: &Retries<Q>,
+        lanes: &Lanes<Q>,
+        lane: Lane,
         message: &DeliveryMessage,
+        body: String,
         delay: Duration,
         ends: Instant,
     ) -> Result<(), ()> {
-        let body = message.encode().map_err(|err| {
-            tracing::error!(delivery_id = %message.delivery_id, error = %err, "could not encode the retry");
-        })?;
-        match timeout_at(ends.into(), retries.queue.enqueue_delayed(body, delay)).await {
+        let sent = lanes
+            .queue
+            .enqueue_one(lane, message.project.as_str(), body, delay);
+        match timeout_at(ends.into(), sent).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
-                tracing::error!(delivery_id = %message.delivery_id, error = %shared::error_chain(&err), "could not queue the retry; the attempt goes back to the queue");
+                tracing::error!(delivery_id = %message.delivery_id, lane = lane.as_str(), error = %shared::error_chain(&err), "the lane did not take the delivery; it goes back to its queue");
                 Err(())
             }
             Err(_) => {
-                tracing::error!(delivery_id = %message.delivery_id, "queueing the retry did not finish before the invocation's deadline; the attempt goes back to the queue");
+                tracing::error!(delivery_id = %message.delivery_id, lane = lane.as_str(), "sending to the lane did not finish before the invocation's deadline; the delivery goes back to its queue");
                 Err(())
             }
+        }
+    }
+
+    /// Marks a webhook slow while its POST goes on; `true` once stored.
+    /// Bounded by the invocation; a failure is logged (the outcome decides
+    /// again when the POST ends).
+    async fn mark_slow(&self, webhook: &Webhook, delivery_id: Uuid, ends: Instant) -> bool {
+        let by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
+        match timeout_at(by.into(), self.store.mark_slow(webhook, Timestamp::now())).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                tracing::warn!(delivery_id = %delivery_id, webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not mark the webhook slow");
+                false
+            }
+            Err(_) => false,
         }
     }
 }
@@ -442,14 +742,20 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     async fn record(&self, webhook: &Webhook, record: Record) -> Result<(), StoreError> {
         match record {
             Record::Nothing => Ok(()),
-            Record::Recovered => self.store.record_recovery(webhook).await,
+            Record::Recovered { slow } => {
+                self.store
+                    .record_recovery(webhook, slow, Timestamp::now())
+                    .await
+            }
+            Record::Slow { at } => self.store.mark_slow(webhook, at).await,
             Record::Failure {
                 at,
                 reason,
                 due_now,
+                count,
             } => {
                 self.store
-                    .record_failure(webhook, at, &reason, due_now)
+                    .record_failures(webhook, at, &reason, due_now, count)
                     .await
             }
             Record::Gone { at } => {

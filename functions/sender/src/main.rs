@@ -21,13 +21,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .with_rules(config.rules)
     .with_history(config.delivery_log);
-    match config.queue_url {
-        Some(url) => {
-            let sender = sender.with_retries(SqsQueue::from_sdk(&sdk, url), config.retry_schedule);
-            serve(&sender).await
+    match config.lanes {
+        Some(urls) => {
+            let names = urls.names();
+            let queue = SqsQueue::from_sdk(&sdk, urls);
+            serve(&sender.with_lanes(queue, names, config.retry_schedule)).await
         }
         None => {
-            tracing::warn!("no DELIVERY_QUEUE_URL: failed deliveries are not retried");
+            tracing::warn!(
+                "no queue URLs: deliveries stay in their queue and failed ones are not retried"
+            );
             serve(&sender).await
         }
     }

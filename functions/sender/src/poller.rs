@@ -1,7 +1,10 @@
 //! Feeds the sender from a queue the way the Lambda event source mapping
 //! does: receive up to 10 messages, hand them to [`Sender::handle`] as one
-//! batch, delete what it acknowledged, and leave its batch item failures to
-//! come back after the visibility timeout. Used by the local stack and tests.
+//! batch (each record naming its queue, as the mapping's event source ARN
+//! does), delete what it acknowledged, and leave its batch item failures to
+//! come back after the visibility timeout (or the one the sender set).
+//! [`run`] keeps doing so, as one of a mapping's concurrent pollers. Used by
+//! the local stack and tests.
 
 use std::collections::HashSet;
 
@@ -48,6 +51,11 @@ pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
     if messages.is_empty() {
         return Ok(Poll::default());
     }
+    // Only the queue's name matters to the sender.
+    let source_arn = format!(
+        "arn:aws:sqs:local:000000000000:{}",
+        shared::domain::lane::queue_name(queue_url)
+    );
     let mut event = SqsEvent::default();
     let mut receipts = Vec::with_capacity(messages.len());
     for message in messages {
@@ -57,6 +65,7 @@ pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
         record.body = message.body.clone();
         record.md5_of_body = message.md5_of_body.clone();
         record.event_source = Some("aws:sqs".to_owned());
+        record.event_source_arn = Some(source_arn.clone());
         record.attributes = message
             .attributes
             .unwrap_or_default()
@@ -104,4 +113,26 @@ pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
         acknowledged,
         returned: returned.len(),
     })
+}
+
+/// Polls `queue_url` for `sender` until `stopped` turns true: one of the
+/// event source mapping's concurrent pollers. Errors are logged and the
+/// poll tried again a second later.
+pub async fn run<S: DeliveryStore, Q: DeliveryQueue>(
+    sender: std::sync::Arc<Sender<S, Q>>,
+    sqs: Client,
+    queue_url: String,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            polled = poll_once(&sender, &sqs, &queue_url, 1) => {
+                if let Err(err) = polled {
+                    tracing::error!(queue = shared::domain::lane::queue_name(&queue_url), error = %shared::error_chain(&err), "polling a delivery queue failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
 }

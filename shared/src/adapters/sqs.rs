@@ -1,10 +1,12 @@
-//! The delivery queue in SQS: `SendMessageBatch`, up to 10 messages and
-//! 1 MiB a call, calls in parallel, failed entries retried before giving up.
+//! The delivery lanes in SQS (`domain::lane`): the fast, slow and waiting
+//! queues. Publishing uses `SendMessageBatch`, up to 10 messages and 1 MiB a
+//! call, calls in parallel, failed entries retried before giving up.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::future::join_all;
 
+use crate::domain::Lane;
 use crate::ports::{DeliveryQueue, EnqueueError};
 
 /// Most entries SQS takes in one `SendMessageBatch`.
@@ -26,31 +28,57 @@ pub const MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 /// Extra tries for entries SQS reports as failed (its own fault).
 const ENTRY_RETRIES: usize = 2;
 
+/// The URLs of the three lanes' queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneUrls {
+    pub fast: String,
+    pub slow: String,
+    pub waiting: String,
+}
+
+impl LaneUrls {
+    /// The queue names, to tell the lane of a received record.
+    pub fn names(&self) -> crate::domain::LaneNames {
+        crate::domain::LaneNames::from_urls(&self.fast, &self.slow, &self.waiting)
+    }
+
+    pub fn url(&self, lane: Lane) -> &str {
+        match lane {
+            Lane::Fast => &self.fast,
+            Lane::Slow => &self.slow,
+            Lane::Waiting => &self.waiting,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: Client,
-    url: String,
+    urls: LaneUrls,
 }
 
 impl SqsQueue {
-    pub fn from_sdk(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
-        Self::new(Client::new(sdk), url)
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, urls: LaneUrls) -> Self {
+        Self::new(Client::new(sdk), urls)
     }
 
-    pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self {
-            client,
-            url: url.into(),
-        }
+    pub fn new(client: Client, urls: LaneUrls) -> Self {
+        Self { client, urls }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    pub fn urls(&self) -> &LaneUrls {
+        &self.urls
+    }
+
     /// Sends one batch; answers how many were queued, and the last error.
     async fn send_batch(
         &self,
+        url: &str,
+        group: Option<&str>,
         bodies: &[&String],
     ) -> (usize, Option<Box<dyn std::error::Error + Send + Sync>>) {
         let mut pending: Vec<usize> = (0..bodies.len()).collect();
@@ -60,6 +88,7 @@ impl SqsQueue {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(bodies[i].as_str())
+                    .set_message_group_id(group.map(str::to_owned))
                     .build()
             });
             let entries: Result<Vec<_>, _> = entries.collect();
@@ -70,7 +99,7 @@ impl SqsQueue {
             match self
                 .client
                 .send_message_batch()
-                .queue_url(&self.url)
+                .queue_url(url)
                 .set_entries(Some(entries))
                 .send()
                 .await
@@ -102,12 +131,47 @@ impl SqsQueue {
     }
 }
 
-/// The delivery queue and its dead-letter queue, created with the settings
-/// `template.yaml` declares. Used by the local stack and the tests; answers
-/// the two queue URLs.
+/// The three lanes' queues, each with its dead-letter queue, created with
+/// the settings `template.yaml` declares: `name` (fast), `name-slow` and
+/// `name-waiting`. Used by the local stack and the tests; answers the
+/// queues' URLs and their dead-letter queues' URLs.
 pub async fn create_delivery_queues(
     client: &Client,
     name: &str,
+) -> Result<(LaneUrls, LaneUrls), Box<dyn std::error::Error + Send + Sync>> {
+    let (fast, fast_dead) = create_queue_pair(client, name, MAX_RECEIVE_COUNT).await?;
+    let (slow, slow_dead) =
+        create_queue_pair(client, &format!("{name}-slow"), MAX_RECEIVE_COUNT).await?;
+    let (waiting, waiting_dead) = create_queue_pair(
+        client,
+        &format!("{name}-waiting"),
+        WAITING_MAX_RECEIVE_COUNT,
+    )
+    .await?;
+    Ok((
+        LaneUrls {
+            fast,
+            slow,
+            waiting,
+        },
+        LaneUrls {
+            fast: fast_dead,
+            slow: slow_dead,
+            waiting: waiting_dead,
+        },
+    ))
+}
+
+/// Receives before a waiting retry moves to its dead-letter queue: a wait
+/// of 24 hours is received 3 times (after 15 minutes, then about every 12
+/// hours), which leaves room for 7 faults.
+pub const WAITING_MAX_RECEIVE_COUNT: u32 = 10;
+
+/// One queue and its dead-letter queue; answers both URLs.
+async fn create_queue_pair(
+    client: &Client,
+    name: &str,
+    max_receive_count: u32,
 ) -> Result<(String, String), Box<dyn std::error::Error + Send + Sync>> {
     use aws_sdk_sqs::types::QueueAttributeName as Attr;
 
@@ -133,7 +197,7 @@ pub async fn create_delivery_queues(
         .and_then(|mut a| a.remove(&Attr::QueueArn))
         .ok_or("no dead-letter queue ARN")?;
     let redrive = format!(
-        r#"{{"deadLetterTargetArn":"{dead_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
+        r#"{{"deadLetterTargetArn":"{dead_arn}","maxReceiveCount":"{max_receive_count}"}}"#
     );
     let queue = client
         .create_queue()
@@ -169,13 +233,27 @@ pub fn batches(bodies: &[String]) -> Vec<Vec<&String>> {
     out
 }
 
+/// The message group of a message sent to `lane`: the project in the slow
+/// lane, where SQS then serves projects fairly (a project with a backlog of
+/// dead deliveries does not hold up the others'); none elsewhere.
+fn group_in(lane: Lane, group: &str) -> Option<&str> {
+    (lane == Lane::Slow && !group.is_empty()).then_some(group)
+}
+
 impl DeliveryQueue for SqsQueue {
-    async fn enqueue(&self, bodies: Vec<String>) -> Result<usize, EnqueueError> {
+    async fn enqueue(
+        &self,
+        lane: Lane,
+        group: &str,
+        bodies: Vec<String>,
+    ) -> Result<usize, EnqueueError> {
         let total = bodies.len();
+        let url = self.urls.url(lane);
+        let group = group_in(lane, group);
         let results = join_all(
             batches(&bodies)
                 .into_iter()
-                .map(|batch| async move { self.send_batch(&batch).await }),
+                .map(|batch| async move { self.send_batch(url, group, &batch).await }),
         )
         .await;
         let queued = results.iter().map(|(n, _)| n).sum();
@@ -189,18 +267,20 @@ impl DeliveryQueue for SqsQueue {
         }
     }
 
-    async fn enqueue_delayed(
+    async fn enqueue_one(
         &self,
+        lane: Lane,
+        group: &str,
         body: String,
         delay: std::time::Duration,
     ) -> Result<(), EnqueueError> {
         // Whole seconds, rounded up: a message is never visible early.
-        let whole = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        let seconds = i32::try_from(whole.min(900)).unwrap_or(900);
+        let seconds = whole_seconds(delay).min(900);
         self.client
             .send_message()
-            .queue_url(&self.url)
+            .queue_url(self.urls.url(lane))
             .message_body(body)
+            .set_message_group_id(group_in(lane, group).map(str::to_owned))
             .delay_seconds(seconds)
             .send()
             .await
@@ -211,6 +291,32 @@ impl DeliveryQueue for SqsQueue {
                 source: Some(Box::new(e)),
             })
     }
+
+    async fn postpone(
+        &self,
+        receipt: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), EnqueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.urls.waiting)
+            .receipt_handle(receipt)
+            .visibility_timeout(whole_seconds(delay).min(43_199))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| EnqueueError {
+                queued: 0,
+                total: 1,
+                source: Some(Box::new(e)),
+            })
+    }
+}
+
+/// Whole seconds, rounded up, as SQS takes them.
+fn whole_seconds(delay: std::time::Duration) -> i32 {
+    let whole = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    i32::try_from(whole).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

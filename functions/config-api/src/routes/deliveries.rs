@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use shared::domain::history::{AttemptCursor, StatusFilter, ping_event};
 use shared::domain::{
-    Attempt, DeliveryMessage, FieldError, ProjectCode, StoredEvent, Timestamp, Trigger, Webhook,
-    WebhookId,
+    Attempt, DeliveryMessage, FieldError, Lane, ProjectCode, StoredEvent, Timestamp, Trigger,
+    Webhook, WebhookId,
 };
 use uuid::Uuid;
 
@@ -175,16 +175,22 @@ async fn webhook<S: Store, Q: Queue>(
         .ok_or_else(|| ApiError::not_found(WEBHOOK))
 }
 
-/// Queues one message a person asked for; answers its delivery id.
+/// Queues one message a person asked for in the webhook's lane; answers
+/// its delivery id.
 async fn queue<S: Store, Q: Queue>(
     state: &AppState<S, Q>,
+    hook: &Webhook,
     message: &DeliveryMessage,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let body = message.encode().map_err(|e| {
         tracing::error!(error = %e, "could not encode a delivery");
         ApiError::internal()
     })?;
-    state.queue.enqueue(vec![body]).await.map_err(|err| {
+    let lane = Lane::of(hook);
+    let sent = state
+        .queue
+        .enqueue(lane, message.project.as_str(), vec![body]);
+    sent.await.map_err(|err| {
         tracing::error!(delivery_id = %message.delivery_id, error = %error_chain(&err), "enqueue failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +240,7 @@ pub async fn redeliver<S: Store, Q: Queue>(
         tracing::error!(event_id = %event_id, error = %e, "stored envelope is not JSON");
         ApiError::internal()
     })?;
-    queue(&state, &message).await
+    queue(&state, &hook, &message).await
 }
 
 /// `POST .../ping`: a `webhook.ping` event through the queue and the
@@ -265,5 +271,5 @@ pub async fn ping<S: Store, Q: Queue>(
         trigger: Trigger::Ping,
         ..DeliveryMessage::new(&event, hook.id, envelope)
     };
-    queue(&state, &message).await
+    queue(&state, &hook, &message).await
 }

@@ -66,7 +66,12 @@ impl DynamoStore {
 }
 
 /// The update `record_failure` makes.
-fn failure_update(at: Timestamp, reason: &str, due_now: bool) -> Result<Update, StoreError> {
+fn failure_update(
+    at: Timestamp,
+    reason: &str,
+    due_now: bool,
+    failures: u32,
+) -> Result<Update, StoreError> {
     let mut update = Update::default();
     if due_now {
         update.set(attr::FAILING_PK, s(DUE_PARTITION));
@@ -90,24 +95,36 @@ fn failure_update(at: Timestamp, reason: &str, due_now: bool) -> Result<Update, 
         .set_expr(FAILING_SK, &format!("if_not_exists({since}, :at)"))
         .set_expr(
             attr::FAILURE_COUNT,
-            &format!("if_not_exists({count}, :zero) + :one"),
+            &format!("if_not_exists({count}, :zero) + :count"),
         )
         // Only while enabled: a disabled webhook stays out of the index.
         .condition(format!("{enabled} = :on"))
         .value(":at", to_value(&at)?)
         .value(":zero", n(0))
-        .value(":one", n(1))
+        .value(":count", n(failures))
         .value(":on", AttributeValue::Bool(true));
     Ok(update)
 }
 
 /// The update `record_recovery` makes: only while the webhook is enabled and
 /// owes no auto-disable e-mail. A sweep may have disabled it while the
-/// successful POST was in flight; its notice (`NOTICE`) must survive.
-fn recovery_update() -> Update {
+/// successful POST was in flight; its notice (`NOTICE`) must survive. A
+/// slow success keeps (or sets) the slow mark; a quick one removes it.
+fn recovery_update(slow: bool, at: Timestamp) -> Result<Update, StoreError> {
     let mut update = Update::default();
     for field in FAILURE_SUMMARY {
         update.remove(field);
+    }
+    if slow {
+        let marked = update.name(attr::SLOW_SINCE);
+        update
+            .set_expr(
+                attr::SLOW_SINCE,
+                &format!("if_not_exists({marked}, :slow_at)"),
+            )
+            .value(":slow_at", to_value(&at)?);
+    } else {
+        update.remove(attr::SLOW_SINCE);
     }
     let enabled = update.name(attr::ENABLED);
     let failing = update.name(attr::FAILING_PK);
@@ -118,7 +135,24 @@ fn recovery_update() -> Update {
         ))
         .value(":on", AttributeValue::Bool(true))
         .value(":notice", s(NOTICE_PARTITION));
+    Ok(update)
+}
+
+/// The update `mark_slow` makes: the first mark is kept; only while
+/// enabled.
+fn slow_update(at: Timestamp) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    let marked = update.name(attr::SLOW_SINCE);
+    let enabled = update.name(attr::ENABLED);
     update
+        .set_expr(
+            attr::SLOW_SINCE,
+            &format!("if_not_exists({marked}, :slow_at)"),
+        )
+        .condition(format!("{enabled} = :on"))
+        .value(":slow_at", to_value(&at)?)
+        .value(":on", AttributeValue::Bool(true));
+    Ok(update)
 }
 
 /// The update `disable_gone` makes: disabled, the failure recorded, the
@@ -175,21 +209,33 @@ impl DeliveryStore for DynamoStore {
         Ok(webhooks)
     }
 
-    async fn record_failure(
+    async fn record_failures(
         &self,
         webhook: &Webhook,
         at: Timestamp,
         reason: &str,
         due_now: bool,
+        count: u32,
     ) -> Result<(), StoreError> {
-        let update = failure_update(at, reason, due_now)?;
+        let update = failure_update(at, reason, due_now, count)?;
         self.update_webhook(&webhook.project, webhook.id, update)
             .await
             .map(drop)
     }
 
-    async fn record_recovery(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        self.update_webhook(&webhook.project, webhook.id, recovery_update())
+    async fn record_recovery(
+        &self,
+        webhook: &Webhook,
+        slow: bool,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.update_webhook(&webhook.project, webhook.id, recovery_update(slow, at)?)
+            .await
+            .map(drop)
+    }
+
+    async fn mark_slow(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+        self.update_webhook(&webhook.project, webhook.id, slow_update(at)?)
             .await
             .map(drop)
     }
@@ -225,15 +271,20 @@ mod tests {
 
     #[test]
     fn a_failure_keeps_the_first_failing_since_and_counts() {
-        let update = failure_update(Timestamp::now(), "HTTP 503", false).unwrap();
+        let update = failure_update(Timestamp::now(), "HTTP 503", false, 3).unwrap();
         let expr = update.expression();
         assert!(
             expr.contains("#failing_since = if_not_exists(#failing_since, :at)"),
             "{expr}"
         );
         assert!(
-            expr.contains("#failure_count = if_not_exists(#failure_count, :zero) + :one"),
+            expr.contains("#failure_count = if_not_exists(#failure_count, :zero) + :count"),
             "{expr}"
+        );
+        assert_eq!(
+            update.values[":count"],
+            n(3),
+            "a run of 3 failures counts 3"
         );
         assert!(
             expr.contains("#failing_pk = if_not_exists(#failing_pk, :failing)"),
@@ -243,13 +294,13 @@ mod tests {
             update.condition_expression().as_deref(),
             Some("(#enabled = :on)")
         );
-        let due = failure_update(Timestamp::now(), "timeout", true).unwrap();
+        let due = failure_update(Timestamp::now(), "timeout", true, 1).unwrap();
         assert_eq!(due.values[":failing_pk"], s(DUE_PARTITION));
     }
 
     #[test]
     fn a_recovery_holds_only_while_enabled_and_no_notice_is_owed() {
-        let update = recovery_update();
+        let update = recovery_update(false, Timestamp::now()).unwrap();
         assert_eq!(
             update.condition_expression().as_deref(),
             Some(

@@ -1,7 +1,8 @@
 //! The delivery history in the webhook table ([`super::schema`]): events
-//! stored once, one item per attempt in the webhook's own partition. Every
-//! read is a GetItem or a Query of that partition, never a Scan; every write
-//! of the sender is one `BatchWriteItem` per batch.
+//! stored once, one item per attempt in one of the webhook's own
+//! partitions ([`HISTORY_SHARDS`], by delivery). Every read is a GetItem or
+//! a Query of those partitions, never a Scan; every write of the sender is
+//! one `BatchWriteItem` per batch.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use uuid::Uuid;
 
 use super::schema::{
-    ATTEMPT_SK_PREFIX, AttemptItem, EventItem, Item, attempt_cursor, attr, delivery_sk_prefix,
-    event_key, first_attempt_sk_at, history_pk, s,
+    ATTEMPT_SK_PREFIX, AttemptItem, EventItem, HISTORY_SHARDS, Item, attempt_cursor, attempt_sk,
+    attr, delivery_history_pk, delivery_sk_prefix, event_key, first_attempt_sk_at, history_pk, s,
 };
 use super::{DynamoStore, corrupt, to_value, unavailable};
 use crate::domain::history::{AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter};
@@ -100,13 +101,30 @@ impl DynamoStore {
 
     /// The latest completion of a delivered attempt to the webhook after
     /// `since`, among deliveries created from [`RECOVERY_LOOKBACK`] before
-    /// it: newest first, stopping at the first page with one.
+    /// it: in each of its history partitions, newest first, stopping at the
+    /// first page with one; the latest of those. `None` only when none of
+    /// them holds one.
     pub(super) async fn latest_delivery_after(
         &self,
         webhook: &Webhook,
         since: Timestamp,
     ) -> Result<Option<Timestamp>, StoreError> {
+        let found = futures::future::try_join_all(
+            (0..HISTORY_SHARDS).map(|shard| self.latest_delivery_in(webhook, shard, since)),
+        )
+        .await?;
+        Ok(found.into_iter().flatten().max())
+    }
+
+    /// [`Self::latest_delivery_after`] in one history partition.
+    async fn latest_delivery_in(
+        &self,
+        webhook: &Webhook,
+        shard: u8,
+        since: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
         let from = first_attempt_sk_at(since.before(RECOVERY_LOOKBACK));
+        let pk = history_pk(&webhook.project, webhook.id, shard);
         let mut start = None;
         for _ in 0..RECOVERY_READS {
             let out = self
@@ -120,7 +138,7 @@ impl DynamoStore {
                 .expression_attribute_names("#sk", attr::SK)
                 .expression_attribute_names("#outcome", attr::OUTCOME)
                 .expression_attribute_names("#completed_at", attr::COMPLETED_AT)
-                .expression_attribute_values(":pk", s(history_pk(&webhook.project, webhook.id)))
+                .expression_attribute_values(":pk", s(pk.clone()))
                 .expression_attribute_values(":from", s(from.clone()))
                 .expression_attribute_values(":delivered", to_value(&AttemptOutcome::Delivered)?)
                 .expression_attribute_values(":since", to_value(&since)?)
@@ -150,13 +168,51 @@ impl DynamoStore {
     }
 }
 
+/// What one history partition answered to a listing's Query: its items,
+/// newest first, and the sort key it stopped at when it has more.
+struct ShardPage {
+    items: Vec<Item>,
+    stopped_at: Option<String>,
+}
+
+/// The sort key of an item.
+fn sort_key(item: &Item) -> Option<&str> {
+    match item.get(attr::SK) {
+        Some(AttributeValue::S(sk)) => Some(sk),
+        _ => None,
+    }
+}
+
+/// Merges the pages of all of a webhook's history partitions, newest
+/// first: the items every partition has read past (a partition that
+/// stopped early has read down to its stopping point and no further), and
+/// the sort key below which the next read must continue, if any. Sort keys
+/// are unique across partitions (each delivery lives in one), so the order
+/// is the order one partition would give.
+fn merge_shards(pages: Vec<ShardPage>) -> (Vec<Item>, Option<String>) {
+    let frontier = pages
+        .iter()
+        .filter_map(|page| page.stopped_at.clone())
+        .max();
+    let mut items: Vec<Item> = pages
+        .into_iter()
+        .flat_map(|page| page.items)
+        .filter(|item| {
+            frontier
+                .as_deref()
+                .is_none_or(|frontier| sort_key(item).is_some_and(|sk| sk >= frontier))
+        })
+        .collect();
+    items.sort_by(|a, b| sort_key(b).cmp(&sort_key(a)));
+    (items, frontier)
+}
+
 impl DynamoStore {
-    /// A Query of one webhook's history partition, for sort keys that
-    /// begin with `prefix`.
+    /// A Query of one history partition, for sort keys that begin with
+    /// `prefix`.
     fn history_query(
         &self,
-        project: &ProjectCode,
-        webhook: WebhookId,
+        pk: String,
         prefix: String,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
@@ -165,8 +221,48 @@ impl DynamoStore {
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", s(history_pk(project, webhook)))
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
+    }
+
+    /// One listing read of one history partition: up to `limit` items
+    /// below `before` (all when `None`), newest first, with `filter`.
+    async fn shard_page(
+        &self,
+        pk: String,
+        before: Option<&str>,
+        filter: Option<StatusFilter>,
+        limit: u32,
+    ) -> Result<ShardPage, StoreError> {
+        let mut query = match before {
+            None => self.history_query(pk, ATTEMPT_SK_PREFIX.to_owned()),
+            Some(before) => self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk < :before")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":before", s(before)),
+        }
+        .scan_index_forward(false)
+        .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        if let Some(filter) = filter {
+            query = query
+                .filter_expression("#outcome = :outcome")
+                .expression_attribute_names("#outcome", attr::OUTCOME)
+                .expression_attribute_values(":outcome", to_value(&filter.outcome())?);
+        }
+        let out = query.send().await.map_err(unavailable)?;
+        Ok(ShardPage {
+            items: out.items.unwrap_or_default(),
+            stopped_at: out
+                .last_evaluated_key
+                .as_ref()
+                .and_then(sort_key)
+                .map(str::to_owned),
+        })
     }
 }
 
@@ -219,37 +315,47 @@ impl HistoryStore for DynamoStore {
         after: Option<AttemptCursor>,
     ) -> Result<Page<Attempt, AttemptCursor>, StoreError> {
         let now = Timestamp::now();
+        let limit = limit.max(1);
         let mut page = Page {
             items: Vec::new(),
             next: None,
         };
-        let mut start = after.map(|cursor| super::schema::attempt_key(project, webhook, cursor));
+        // Every partition is read below the same sort key: the last one
+        // shown, then the lowest point any partition read down to.
+        let mut before = after.map(|cursor| attempt_sk(cursor.delivery_id, cursor.attempt));
         for _ in 0..FILTERED_READS {
             let wanted = limit.saturating_sub(page.items.len() as u32).max(1);
-            let mut query = self
-                .history_query(project, webhook, ATTEMPT_SK_PREFIX.to_owned())
-                .scan_index_forward(false)
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if let Some(filter) = filter {
-                query = query
-                    .filter_expression("#outcome = :outcome")
-                    .expression_attribute_names("#outcome", attr::OUTCOME)
-                    .expression_attribute_values(":outcome", to_value(&filter.outcome())?);
+            let pages = futures::future::try_join_all((0..HISTORY_SHARDS).map(|shard| {
+                self.shard_page(
+                    history_pk(project, webhook, shard),
+                    before.as_deref(),
+                    filter,
+                    wanted,
+                )
+            }))
+            .await?;
+            let (items, frontier) = merge_shards(pages);
+            let mut last = None;
+            for item in items {
+                if page.items.len() >= limit as usize {
+                    break;
+                }
+                last = sort_key(&item).map(str::to_owned);
+                page.items.extend(live_attempts(vec![item], now)?);
             }
-            let out = query.send().await.map_err(unavailable)?;
-            page.items
-                .extend(live_attempts(out.items.unwrap_or_default(), now)?);
-            page.next = out
-                .last_evaluated_key
-                .filter(|key| !key.is_empty())
-                .and_then(|key| {
-                    let cursor = attempt_cursor(&key);
-                    start = Some(key);
-                    cursor
-                });
-            if page.next.is_none() || page.items.len() >= limit as usize {
+            if page.items.len() >= limit as usize {
+                page.next = last.and_then(|sk| cursor_of(&sk));
                 break;
+            }
+            match frontier {
+                None => {
+                    page.next = None;
+                    break;
+                }
+                Some(frontier) => {
+                    page.next = cursor_of(&frontier);
+                    before = Some(frontier);
+                }
             }
         }
         Ok(page)
@@ -265,7 +371,10 @@ impl HistoryStore for DynamoStore {
         let mut start = None;
         loop {
             let out = self
-                .history_query(project, webhook, delivery_sk_prefix(delivery))
+                .history_query(
+                    delivery_history_pk(project, webhook, delivery),
+                    delivery_sk_prefix(delivery),
+                )
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -277,5 +386,57 @@ impl HistoryStore for DynamoStore {
             }
         }
         live_attempts(items, Timestamp::now())
+    }
+}
+
+/// The listing cursor of an attempt's sort key.
+fn cursor_of(sk: &str) -> Option<AttemptCursor> {
+    attempt_cursor(&Item::from([(attr::SK.to_owned(), s(sk))]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(sk: &str) -> Item {
+        Item::from([(attr::SK.to_owned(), s(sk))])
+    }
+
+    fn keys(items: &[Item]) -> Vec<&str> {
+        items.iter().filter_map(sort_key).collect()
+    }
+
+    #[test]
+    fn merged_partitions_list_newest_first_and_stop_where_one_stopped() {
+        let (items, frontier) = merge_shards(vec![
+            ShardPage {
+                items: vec![item("D#9"), item("D#5")],
+                stopped_at: Some("D#5".into()),
+            },
+            ShardPage {
+                items: vec![item("D#8"), item("D#4"), item("D#1")],
+                stopped_at: None,
+            },
+            ShardPage {
+                items: vec![item("D#7"), item("D#6")],
+                stopped_at: Some("D#6".into()),
+            },
+        ]);
+        // The third partition may hold more below D#6: D#5 and D#4 wait for
+        // the next read, which starts below D#6.
+        assert_eq!(keys(&items), ["D#9", "D#8", "D#7", "D#6"]);
+        assert_eq!(frontier.as_deref(), Some("D#6"));
+        let (items, frontier) = merge_shards(vec![
+            ShardPage {
+                items: vec![item("D#2")],
+                stopped_at: None,
+            },
+            ShardPage {
+                items: vec![item("D#3"), item("D#1")],
+                stopped_at: None,
+            },
+        ]);
+        assert_eq!(keys(&items), ["D#3", "D#2", "D#1"]);
+        assert_eq!(frontier, None, "every partition read to its end");
     }
 }

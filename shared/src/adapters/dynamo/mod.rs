@@ -2,15 +2,16 @@
 //!
 //! - [`schema`]: key formats, attribute names and the table definition;
 //! - [`update`]: UpdateItem expressions over those names;
-//! - `webhooks`, `tokens`, `delivery`, `history`, `sweep`: [`WebhookStore`],
-//!   [`TokenStore`], [`DeliveryStore`], [`HistoryStore`] and [`SweepStore`]
-//!   for [`DynamoStore`].
+//! - `webhooks`, `tokens`, `delivery`, `history`, `sweep`, `rate`:
+//!   [`WebhookStore`], [`TokenStore`], [`DeliveryStore`], [`HistoryStore`],
+//!   [`SweepStore`] and [`RateStore`] for [`DynamoStore`].
 //!
 //! [`WebhookStore`]: crate::ports::WebhookStore
 //! [`TokenStore`]: crate::ports::TokenStore
 //! [`DeliveryStore`]: crate::ports::DeliveryStore
 //! [`HistoryStore`]: crate::ports::HistoryStore
 //! [`SweepStore`]: crate::ports::SweepStore
+//! [`RateStore`]: crate::ports::RateStore
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -22,6 +23,7 @@ use crate::ports::StoreError;
 
 mod delivery;
 mod history;
+mod rate;
 pub mod schema;
 mod sweep;
 mod tokens;

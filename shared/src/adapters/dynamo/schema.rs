@@ -62,6 +62,7 @@ pub mod attr {
     pub const LAST_FAILURE_AT: &str = "last_failure_at";
     pub const LAST_FAILURE_REASON: &str = "last_failure_reason";
     pub const FAILURE_COUNT: &str = "failure_count";
+    pub const SLOW_SINCE: &str = "slow_since";
     pub const DISABLED_AT: &str = "disabled_at";
     pub const DISABLED_REASON: &str = "disabled_reason";
     pub const SIGNING_SECRET: &str = "signing_secret";
@@ -82,6 +83,8 @@ pub mod attr {
 
     /// On an e-mail count item: e-mails counted that day.
     pub const NOTICES_SENT: &str = "notices_sent";
+    /// On a publish count item: publishes counted in its window.
+    pub const PUBLISHES: &str = "publishes";
     /// On an attempt item: how it ended (`delivered`, `failed`, `skipped`).
     pub const OUTCOME: &str = "outcome";
     /// On an attempt item: when it ended.
@@ -114,8 +117,9 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 7] = [
+pub const NOT_IN_FAILING_INDEX: [&str; 8] = [
     attr::RETRY_POLICY,
+    attr::SLOW_SINCE,
     attr::SECRET,
     attr::SIGNING_SECRET,
     attr::PREVIOUS_SIGNING_SECRET,
@@ -125,7 +129,7 @@ pub const NOT_IN_FAILING_INDEX: [&str; 7] = [
 ];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 25] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 26] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -143,6 +147,7 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 25] = [
     attr::LAST_FAILURE_AT,
     attr::LAST_FAILURE_REASON,
     attr::FAILURE_COUNT,
+    attr::SLOW_SINCE,
     attr::DISABLED_AT,
     attr::DISABLED_REASON,
     attr::FAILING_PK,
@@ -153,12 +158,14 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 25] = [
     attr::PREVIOUS_SIGNING_UNTIL,
 ];
 
-/// The fields that make up the failure state, cleared on re-enable.
-pub const FAILURE_STATE: [&str; 9] = [
+/// The fields that make up the failure state, cleared on re-enable (with
+/// the slow mark: a re-enabled webhook starts in the fast lane).
+pub const FAILURE_STATE: [&str; 10] = [
     attr::FAILING_SINCE,
     attr::LAST_FAILURE_AT,
     attr::LAST_FAILURE_REASON,
     attr::FAILURE_COUNT,
+    attr::SLOW_SINCE,
     attr::DISABLED_AT,
     attr::DISABLED_REASON,
     attr::FAILING_PK,
@@ -202,9 +209,32 @@ pub fn webhook_sk(id: WebhookId) -> String {
     format!("{WEBHOOK_SK_PREFIX}{id}")
 }
 
-/// The partition of one webhook's delivery history.
-pub fn history_pk(project: &ProjectCode, webhook: WebhookId) -> String {
-    format!("HISTORY#{project}#{webhook}")
+/// Partitions one webhook's delivery history is spread over, by delivery:
+/// DynamoDB takes at most 1,000 write units a second per partition key,
+/// and the sort keys (UUIDv7 delivery ids) only grow, so one key could not
+/// be split for heat. Four take a webhook's 1,000 deliveries a second (and
+/// their 2-unit failed attempts) with room to spare; a listing reads all
+/// four (`list_attempts`), one delivery reads one.
+pub const HISTORY_SHARDS: u8 = 4;
+
+/// The history partition a delivery's attempts are kept in: its id's last
+/// byte (random in a UUIDv7) picks it.
+pub fn history_shard(delivery: Uuid) -> u8 {
+    delivery.as_bytes()[15] % HISTORY_SHARDS
+}
+
+/// One of a webhook's history partitions. The first keeps the key the
+/// history had before it was spread, so attempts stored then stay readable.
+pub fn history_pk(project: &ProjectCode, webhook: WebhookId, shard: u8) -> String {
+    match shard {
+        0 => format!("HISTORY#{project}#{webhook}"),
+        shard => format!("HISTORY#{project}#{webhook}#{shard}"),
+    }
+}
+
+/// The partition of one delivery's attempts.
+pub fn delivery_history_pk(project: &ProjectCode, webhook: WebhookId, delivery: Uuid) -> String {
+    history_pk(project, webhook, history_shard(delivery))
 }
 
 /// The sort keys of one delivery's attempts start with this.
@@ -267,6 +297,13 @@ pub fn notice_count_key(project: &ProjectCode, day: &str) -> Item {
     )
 }
 
+/// The key of the item counting a project's publishes in one window (Unix
+/// seconds). Its own partition, apart from the project's webhooks, so a busy
+/// project's counting does not heat the partition its publishes read.
+pub fn publish_count_key(project: &ProjectCode, window: i64) -> Item {
+    key(format!("RATE#{project}"), format!("PUBLISHES#{window}"))
+}
+
 /// The key of a project's counter item.
 pub fn counter_key(project: &ProjectCode) -> Item {
     key(project_pk(project), COUNTER_SK.to_owned())
@@ -275,7 +312,7 @@ pub fn counter_key(project: &ProjectCode) -> Item {
 /// The key of an attempt item.
 pub fn attempt_key(project: &ProjectCode, webhook: WebhookId, cursor: AttemptCursor) -> Item {
     key(
-        history_pk(project, webhook),
+        delivery_history_pk(project, webhook, cursor.delivery_id),
         attempt_sk(cursor.delivery_id, cursor.attempt),
     )
 }
@@ -303,7 +340,7 @@ pub(super) struct AttemptItem {
 impl AttemptItem {
     pub fn new(attempt: &Attempt, expires_at: Timestamp) -> Self {
         Self {
-            pk: history_pk(&attempt.project, attempt.webhook_id),
+            pk: delivery_history_pk(&attempt.project, attempt.webhook_id, attempt.delivery_id),
             sk: attempt_sk(attempt.delivery_id, attempt.attempt),
             attempt: attempt.clone(),
             expires_at: expires_at.unix_seconds(),
@@ -496,6 +533,7 @@ mod tests {
         webhook.last_failure_at = Some(now);
         webhook.last_failure_reason = Some("HTTP 503".into());
         webhook.failure_count = 1;
+        webhook.slow_since = Some(now);
         webhook.disabled_at = Some(now);
         webhook.disabled_reason = Some("r".into());
         webhook.signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
@@ -610,6 +648,32 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_picks_its_history_partition_by_its_last_byte() {
+        let project = ProjectCode::parse("DEMO").unwrap();
+        let id = WebhookId::generate();
+        let ending = |byte: u8| {
+            let mut bytes = *Uuid::now_v7().as_bytes();
+            bytes[15] = byte;
+            Uuid::from_bytes(bytes)
+        };
+        assert_eq!(history_shard(ending(0)), 0);
+        assert_eq!(history_shard(ending(5)), 1);
+        assert_eq!(history_shard(ending(255)), 3);
+        // The first partition keeps the key from before the history was spread.
+        assert_eq!(
+            delivery_history_pk(&project, id, ending(4)),
+            format!("HISTORY#DEMO#{id}")
+        );
+        assert_eq!(
+            delivery_history_pk(&project, id, ending(6)),
+            format!("HISTORY#DEMO#{id}#2")
+        );
+        let all: std::collections::BTreeSet<u8> =
+            (0..=255).map(|b| history_shard(ending(b))).collect();
+        assert_eq!(all.len(), usize::from(HISTORY_SHARDS));
+    }
+
+    #[test]
     fn keys_have_their_documented_formats() {
         let project = ProjectCode::parse("DEMO").unwrap();
         let id = WebhookId::generate();
@@ -628,7 +692,8 @@ mod tests {
                 attempt: 2,
             },
         );
-        assert_eq!(attempt[attr::PK], s(format!("HISTORY#DEMO#{id}")));
+        // 0x5b = 91: the fourth partition.
+        assert_eq!(attempt[attr::PK], s(format!("HISTORY#DEMO#{id}#3")));
         assert_eq!(
             attempt[attr::SK],
             s("DELIVERY#0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b#00002")

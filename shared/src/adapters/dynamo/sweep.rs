@@ -5,8 +5,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::{
-    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, NOTICE_PARTITION,
-    attr, notice_count_key, s,
+    DUE_PARTITION, FAILING_INDEX, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item,
+    NOTICE_PARTITION, attr, notice_count_key, s,
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, is_condition_failure, to_value, unavailable};
@@ -72,17 +72,14 @@ impl DynamoStore {
 
     /// Runs an update of a project's e-mail count for `day`; `false` when its
     /// condition did not hold.
-    async fn update_count(
-        &self,
-        project: &ProjectCode,
-        day: &str,
-        update: Update,
-    ) -> Result<bool, StoreError> {
+    /// Applies a counter's conditional update to the item at `key`;
+    /// `false` when its condition (the limit) kept it from applying.
+    pub(super) async fn update_count(&self, key: Item, update: Update) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(notice_count_key(project, day)))
+            .set_key(Some(key))
             .update_expression(update.expression())
             .set_condition_expression(update.condition_expression())
             .set_expression_attribute_names(Some(update.names))
@@ -263,8 +260,11 @@ impl SweepStore for DynamoStore {
         limit: u32,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.update_count(project, day, count_update(limit, expires_at))
-            .await
+        self.update_count(
+            notice_count_key(project, day),
+            count_update(limit, expires_at),
+        )
+        .await
     }
 
     async fn uncount_notice(&self, project: &ProjectCode, day: &str) -> Result<(), StoreError> {
@@ -275,7 +275,9 @@ impl SweepStore for DynamoStore {
             .condition(format!("{sent} > :zero"))
             .value(":minus_one", AttributeValue::N("-1".into()))
             .value(":zero", AttributeValue::N("0".into()));
-        self.update_count(project, day, update).await.map(drop)
+        self.update_count(notice_count_key(project, day), update)
+            .await
+            .map(drop)
     }
 }
 
