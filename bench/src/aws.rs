@@ -15,7 +15,9 @@ use sender::poller::poll_once;
 use serde_json::{Value, json};
 use shared::adapters::HttpPoster;
 use shared::domain::notice::cutoff;
-use shared::domain::{DeliveryLog, NoticeSettings, ProjectCode, Timestamp, WebhookId};
+use shared::domain::{
+    DeliveryLog, NoticeSettings, ProjectCode, PublishShare, Timestamp, WebhookId,
+};
 use shared::ports::{DeliveryStore, WebhookStore};
 
 use crate::receiver::Receiver;
@@ -68,7 +70,7 @@ pub async fn per_delivery(failing: bool, log: DeliveryLog) -> BTreeMap<String, f
 }
 
 /// AWS calls of one publish to `subscribers` webhooks.
-pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
+pub async fn per_publish(subscribers: usize, share: PublishShare) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
     stack
         .webhooks("FANOUT", subscribers, |_| {
@@ -76,8 +78,28 @@ pub async fn per_publish(subscribers: usize) -> BTreeMap<String, f64> {
         })
         .await;
     let Counting {
-        api, dynamo, sqs, ..
+        api,
+        store,
+        queue,
+        dynamo,
+        sqs,
     } = stack.counting().await;
+    // The same router, with each project's share of the rate as `share`.
+    let state = config_api::AppState::new(
+        store,
+        queue,
+        config_api::AdminToken::new(&shared::domain::ApiToken::presented(
+            integration_tests::api::ADMIN,
+        )),
+        local_stack::local_rules(),
+        config_api::DEFAULT_SIGNING_OVERLAP,
+        DeliveryLog::default(),
+    )
+    .with_publish_share(share);
+    let api = integration_tests::api::Api {
+        router: config_api::router(state),
+        ..api
+    };
     let reply = api.publish_run("FANOUT").await;
     assert_eq!(reply.body["deliveries"], subscribers);
     per(&[&dynamo, &sqs], 1.0)

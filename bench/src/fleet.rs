@@ -135,6 +135,8 @@ pub struct Scenario {
     pub bursts: Vec<Burst>,
     /// Only these webhooks receive the steady traffic, when set.
     pub traffic_to: Option<Vec<usize>>,
+    /// The steady traffic stops then, when set (the run goes on).
+    pub stop_publishing_after_us: Option<u64>,
     pub sample_every_us: u64,
     pub seed: u64,
 }
@@ -210,6 +212,7 @@ impl Scenario {
             latencies: Latencies::deployed(),
             bursts: Vec::new(),
             traffic_to: None,
+            stop_publishing_after_us: None,
             sample_every_us: 30 * 60 * S,
             seed: 7,
         }
@@ -224,6 +227,9 @@ pub struct Report {
     pub healthy: Vec<f64>,
     /// Of those, the latest publish (virtual seconds) that took 2 s or more.
     pub last_late: Option<f64>,
+    /// When the last POST to an endpoint that never answers ended (virtual
+    /// seconds).
+    pub silent_done: Option<f64>,
     /// The same for webhooks of `watch_project`.
     pub watched: Vec<f64>,
     /// Messages waiting (visible) per lane at each sample: (seconds, fast,
@@ -574,6 +580,13 @@ impl<'a> Model<'a> {
             }
             match event {
                 Event::Publish => {
+                    if self
+                        .s
+                        .stop_publishing_after_us
+                        .is_some_and(|stop| at >= stop)
+                    {
+                        continue;
+                    }
                     let hook = match &self.s.traffic_to {
                         Some(to) => to[(self.rng.next() % to.len() as u64) as usize] as u32,
                         None => (self.rng.next() % self.s.webhooks as u64) as u32,
@@ -793,6 +806,10 @@ impl<'a> Model<'a> {
             }
         };
         self.report.posts += 1;
+        if endpoint == Endpoint::BlackHole {
+            let done = (start + took) as f64 / S as f64;
+            self.report.silent_done = Some(self.report.silent_done.map_or(done, |t| t.max(done)));
+        }
         let arrived = (start + MS - msg.published) as f64 / S as f64;
         if msg.attempt == 1 {
             let always_healthy = self

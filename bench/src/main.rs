@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
-use shared::domain::DeliveryLog;
 use shared::domain::history::DEFAULT_DELIVERY_LOG_DAYS;
+use shared::domain::{DeliveryLog, PublishShare};
 
 mod aws;
 mod coldstart;
 mod cost;
 mod fleet;
 mod items;
+mod lanes;
 mod memstore;
 mod receiver;
 mod speed;
@@ -149,9 +150,14 @@ async fn main() {
     };
     println!("machine: {:?}", results.machine);
 
-    // The fleet model alone: `BENCH_ONLY=fleet`.
+    // The fleet model alone: `BENCH_ONLY=fleet`; the lanes on the local
+    // stack (and the model of that run) alone: `BENCH_ONLY=lanes`.
     if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "fleet") {
         fleet_sections(&mut results);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "lanes") {
+        lanes_section(&mut results).await;
         return;
     }
 
@@ -198,7 +204,7 @@ async fn main() {
             .insert(format!("per {what}"), calls.clone());
     }
     for n in [1, 10, 100] {
-        let calls = aws::per_publish(n).await;
+        let calls = aws::per_publish(n, PublishShare::off()).await;
         figures.push(Figure::once(
             &format!("AWS calls per publish to {n} subscribers"),
             "calls",
@@ -208,6 +214,16 @@ async fn main() {
             .aws_calls
             .insert(format!("per publish to {n} subscribers"), calls);
     }
+    let shared_rate = aws::per_publish(10, PublishShare::per_second(5)).await;
+    figures.push(Figure::once(
+        "AWS calls per publish to 10 subscribers, with the project's publish share (5/s)",
+        "calls",
+        shared_rate.values().sum(),
+    ));
+    results.aws_calls.insert(
+        "per publish to 10 subscribers, with the publish share".into(),
+        shared_rate,
+    );
     for total in [1_000, 10_000] {
         let (read, calls) = aws::per_sweep(total).await;
         figures.push(
@@ -235,6 +251,10 @@ async fn main() {
         "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10, with the delivery history on (the default) and off; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
         figures,
     );
+
+    // The lanes: side by side on the local stack, and the fleet model.
+    lanes_section(&mut results).await;
+    fleet_sections(&mut results);
 
     // 6. End to end (before the cost model, which uses its publish time).
     let (figures, publish_ms) = aws::end_to_end(1_000).await;
@@ -433,12 +453,132 @@ async fn main() {
     write_reports(&root, &results, elapsed);
 }
 
+/// Healthy deliveries with and without silent endpoints taking half of the
+/// traffic, on the local stack; and the same runs in the fleet model.
+async fn lanes_section(results: &mut Results) {
+    let (events, rate, deadline, pairs) =
+        (300, 10.0, shared::domain::delivery::DEFAULT_DEADLINE, 3);
+    let on = DeliveryLog::default();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        with.push(lanes::local_run(true, events, rate, deadline, on, pair == 0).await);
+        without.push(lanes::local_run(false, events, rate, deadline, on, false).await);
+    }
+    let p = |v: &[f64], q: f64| stats::quantile(v, q);
+    let p99s =
+        |runs: &[lanes::LocalRun]| runs.iter().map(|r| p(&r.healthy, 0.99)).collect::<Vec<_>>();
+    let p50s =
+        |runs: &[lanes::LocalRun]| runs.iter().map(|r| p(&r.healthy, 0.5)).collect::<Vec<_>>();
+    let ratios: Vec<f64> = with
+        .iter()
+        .zip(&without)
+        .map(|(w, o)| p(&w.healthy, 0.99) / p(&o.healthy, 0.99))
+        .collect();
+    let arrived: Vec<f64> = with.iter().map(|r| r.healthy.len() as f64).collect();
+    let silent_done = with[0].silent_done.unwrap_or(f64::NAN);
+    println!(
+        "lanes: healthy p99 with silent {:?}, without {:?}, ratios {ratios:?}",
+        p99s(&with),
+        p99s(&without)
+    );
+    let mut figures = vec![
+        Figure::new(
+            "healthy deliveries, p50, with the silent endpoint",
+            "s",
+            &p50s(&with),
+        ),
+        Figure::new(
+            "healthy deliveries, p99, with the silent endpoint",
+            "s",
+            &p99s(&with),
+        ),
+        Figure::new("healthy deliveries, p50, without", "s", &p50s(&without)),
+        Figure::new("healthy deliveries, p99, without", "s", &p99s(&without)),
+        Figure::new(
+            "healthy p99 with / without, per pair of runs",
+            "ratio",
+            &ratios,
+        )
+        .with_target("<= 1.2"),
+        Figure::new("healthy deliveries that arrived, with", "count", &arrived)
+            .with_target(&events.to_string()),
+        Figure::once(
+            "every delivery to the silent endpoint attempted and recorded after",
+            "s",
+            silent_done,
+        ),
+    ];
+    results.section(
+        "Lanes on the local stack, side by side",
+        &format!("{pairs} pairs of runs, each pair one with and one without, on the local stack as `make dev` runs it (the emulator's queues, {} pollers per lane), a {} s deadline. 10 webhooks with healthy endpoints, each in a project of its own, and another project's webhook. {events} events to the healthy ones at {rate} per second, and as many to the other one, interleaved (half of all traffic): in the first run its endpoint accepts the connection and never answers (its first timeout already recorded), in the second it answers at once, so both runs carry the same traffic. Publish to arrival of each delivery to the first 10. Before the lanes, the same setup on `make dev` delivered healthy events 60 to 105 s late.", 4, deadline.as_secs()),
+        figures.clone(),
+    );
+    // The same runs in the model, with the emulator's latencies.
+    let pooled = |runs: &[lanes::LocalRun]| {
+        runs.iter()
+            .flat_map(|r| r.healthy.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    let publish: Vec<f64> = with
+        .iter()
+        .chain(&without)
+        .flat_map(|r| r.publish.iter().copied())
+        .collect();
+    let (with_all, without_all) = (pooled(&with), pooled(&without));
+    let latencies = lanes::emulator_latencies(&publish).await;
+    println!("emulator latencies: {latencies:?}");
+    let model_with = lanes::modelled(true, events, rate, deadline, latencies);
+    let model_without = lanes::modelled(false, events, rate, deadline, latencies);
+    figures.clear();
+    for (what, real, model) in [
+        (
+            "healthy p50, with the silent endpoint",
+            p(&with_all, 0.5),
+            p(&model_with.healthy, 0.5),
+        ),
+        (
+            "healthy p99, with the silent endpoint",
+            p(&with_all, 0.99),
+            p(&model_with.healthy, 0.99),
+        ),
+        (
+            "healthy p50, without",
+            p(&without_all, 0.5),
+            p(&model_without.healthy, 0.5),
+        ),
+        (
+            "healthy p99, without",
+            p(&without_all, 0.99),
+            p(&model_without.healthy, 0.99),
+        ),
+        (
+            "deliveries to the silent endpoint all done after",
+            silent_done,
+            model_with.silent_done.unwrap_or(f64::NAN),
+        ),
+    ] {
+        figures.push(Figure::once(&format!("real: {what}"), "s", real));
+        figures.push(Figure::once(&format!("model: {what}"), "s", model));
+        figures.push(Figure::once(
+            &format!("model / real: {what}"),
+            "ratio",
+            model / real,
+        ));
+    }
+    results.section(
+        "The fleet model against the real run",
+        &format!("The runs above, modelled (healthy figures pooled over the runs): the same webhooks, rate, deadline, pollers and batches, with the emulator's own latencies measured just before (medians of 10: a poller's pickup of a new message {:.1} ms, BatchGetItem {:.1} ms, UpdateItem {:.1} ms, SendMessage {:.1} ms, a publish call {:.1} ms).", latencies.pickup_us as f64 / 1e3, latencies.read_us as f64 / 1e3, latencies.write_us as f64 / 1e3, latencies.send_us as f64 / 1e3, latencies.publish_us as f64 / 1e3),
+        figures,
+    );
+}
+
 /// The fleet model's runs (virtual time): the fleet in both designs,
 /// fairness in the slow lane, and one hot webhook.
 fn fleet_sections(results: &mut Results) {
     use fleet::{Design, Onset, Scenario};
     let hours = 6;
     let mut figures = Vec::new();
+    let mut dollars = Vec::new();
     for (name, design, onset) in [
         ("single lane (before)", Design::SingleLane, Onset::Steady),
         ("lanes", Design::Lanes { fair: true }, Onset::Steady),
@@ -462,16 +602,27 @@ fn fleet_sections(results: &mut Results) {
             report.backlog
         );
         let q = |v: f64| stats::quantile(&report.healthy, v);
+        let steady_lanes = onset == Onset::Steady && design != Design::SingleLane;
+        let target = |f: Figure, t: &str| if steady_lanes { f.with_target(t) } else { f };
         figures.push(Figure::once(
             &format!("{name}: healthy deliveries, p50"),
             "s",
             q(0.5),
         ));
-        figures.push(Figure::once(
-            &format!("{name}: healthy deliveries, p99"),
-            "s",
-            q(0.99),
+        figures.push(target(
+            Figure::once(&format!("{name}: healthy deliveries, p99"), "s", q(0.99)),
+            "< 2",
         ));
+        if onset == Onset::Steady {
+            for (at, fast, slow, waiting) in report.backlog.iter().skip(2).step_by(2) {
+                figures.push(Figure::once(
+                    &format!("{name}: messages waiting after {:.0} h", at / 3600.0),
+                    "messages",
+                    (fast + slow + waiting) as f64,
+                ));
+            }
+            dollars.push(report.dollars_per_million());
+        }
         figures.push(Figure::once(
             &format!("{name}: deliveries made in {hours} h"),
             "POSTs",
@@ -518,6 +669,16 @@ fn fleet_sections(results: &mut Results) {
             "s",
             report.last_late.unwrap_or(0.0),
         ));
+    }
+    if let [single, lanes] = dollars[..] {
+        figures.push(
+            Figure::once(
+                "lanes / single lane: dollars per million deliveries",
+                "ratio",
+                lanes / single,
+            )
+            .with_target("<= 1.1"),
+        );
     }
     results.section(
         "Fleet model",

@@ -7,7 +7,7 @@ use super::Timestamp;
 
 /// At most `per_second` publishes of one project in each whole second (UTC,
 /// Unix seconds); `None` (0 in the template) turns the share off.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishShare {
     pub per_second: Option<u32>,
 }
@@ -41,7 +41,7 @@ mod tests {
     fn zero_turns_the_share_off() {
         assert_eq!(PublishShare::per_second(0), PublishShare::off());
         assert_eq!(PublishShare::per_second(5).per_second, Some(5));
-        assert_eq!(PublishShare::default(), PublishShare::off());
+        assert_eq!(PublishShare::off().per_second, None);
     }
 
     #[test]

@@ -941,3 +941,96 @@ fn the_delivery_log_setting_reaches_every_function_with_the_calls_it_needs() {
         assert!(api.contains(action), "{action}");
     }
 }
+
+/// Every (SQS action, queue) a function's policies grant.
+fn queue_grants(t: &Value, function: &str) -> BTreeSet<String> {
+    let mut grants = BTreeSet::new();
+    for policy in resource(t, function)["Policies"].as_array().unwrap() {
+        for statement in policy["Statement"].as_array().unwrap() {
+            let resources = match &statement["Resource"] {
+                Value::Array(list) => list.clone(),
+                one => vec![one.clone()],
+            };
+            for action in statement["Action"].as_array().unwrap() {
+                let action = action.as_str().unwrap();
+                if !action.starts_with("sqs:") {
+                    continue;
+                }
+                for queue in &resources {
+                    let queue = queue["Fn::GetAtt"][0].as_str().unwrap_or("?");
+                    grants.insert(format!("{action} {queue}"));
+                }
+            }
+        }
+    }
+    grants
+}
+
+#[test]
+fn each_function_may_use_the_lanes_it_needs_and_no_more() {
+    let t = template();
+    let set = |grants: &[&str]| {
+        grants
+            .iter()
+            .map(|g| (*g).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    // The sender moves deliveries to the slow lane, queues retries in the
+    // slow and waiting lanes, forwards due retries to either delivery lane,
+    // and keeps waiting retries invisible.
+    assert_eq!(
+        queue_grants(&t, "SenderFunction"),
+        set(&[
+            "sqs:ChangeMessageVisibility WaitingQueue",
+            "sqs:SendMessage DeliveryQueue",
+            "sqs:SendMessage SlowQueue",
+            "sqs:SendMessage WaitingQueue",
+        ])
+    );
+    // Publishing, redelivery and ping queue to the fast and slow lanes.
+    assert_eq!(
+        queue_grants(&t, "ConfigApiFunction"),
+        set(&["sqs:SendMessage DeliveryQueue", "sqs:SendMessage SlowQueue"])
+    );
+    assert!(queue_grants(&t, "SweeperFunction").is_empty());
+    // Each lane's mapping reads its own queue; a dead-letter queue is only
+    // a redrive target.
+    let d = deployed();
+    let mut sources = BTreeSet::new();
+    for (_, mapping) in of_type(&d, "AWS::Lambda::EventSourceMapping") {
+        sources.insert(
+            mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        sources,
+        set(&["DeliveryQueue", "SlowQueue", "WaitingQueue"])
+    );
+}
+
+#[test]
+fn the_publish_share_reaches_the_config_api_and_stays_below_the_route_throttle() {
+    let t = template();
+    let share = &t["Parameters"]["PublishRatePerProject"];
+    assert_eq!(
+        share["Default"].as_u64(),
+        Some(u64::from(local_stack::DEFAULT_PUBLISH_RATE))
+    );
+    assert!(
+        share["Default"].as_u64().unwrap()
+            < t["Parameters"]["PublishThrottleRate"]["Default"]
+                .as_u64()
+                .unwrap(),
+        "one project alone cannot take the whole publish route"
+    );
+    let env = function_env(&t, "ConfigApiFunction");
+    let lookup = |k: &str| env.get(k).cloned();
+    let config = config_api::ApiConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(
+        config.publish_share,
+        shared::domain::PublishShare::per_second(local_stack::DEFAULT_PUBLISH_RATE)
+    );
+}
