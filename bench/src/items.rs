@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use shared::adapters::dynamo::schema::{attempt_item, event_item, item_size};
+use shared::adapters::dynamo::schema::{attempt_item, event_item, item_size, webhook_item};
 use shared::domain::delivery::{MAX_ENVELOPE_BYTES, RESPONSE_BODY_CAP, envelope_fits, prepare};
 use shared::domain::history::masked_headers;
 use shared::domain::{
@@ -80,4 +80,13 @@ pub fn sizes() -> Sizes {
         event: event_bytes(&event),
         largest_event: event_bytes(&largest_event()),
     }
+}
+
+/// A webhook item as publishing reads it: a secret, a signing secret, ten
+/// events subscribed, two addresses to e-mail.
+pub fn webhook_bytes() -> usize {
+    let mut hook = speed::webhook("https://hooks.example.com/qase/receiver".into());
+    hook.events = EventName::ALL.iter().copied().take(10).collect();
+    hook.notify_emails = vec!["qa-lead@example.com".into(), "ops@example.com".into()];
+    item_size(&webhook_item(&hook).unwrap_or_else(|e| panic!("{e}")))
 }

@@ -100,13 +100,13 @@ pub async fn local_run(
     }
     let running = stack.run_lanes(POLLERS);
     let started = Instant::now();
-    let mut sent_at = vec![started; events];
+    let mut sent_at = Vec::with_capacity(events);
     let mut publish = Vec::new();
     for seq in 0..events {
         let due = started + Duration::from_secs_f64(seq as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
         let at = Instant::now();
-        sent_at[seq] = at;
+        sent_at.push(at);
         stack
             .publish(
                 &format!("LIVE{}", seq % WEBHOOKS),

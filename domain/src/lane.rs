@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::retry::MAX_QUEUE_DELAY;
+use super::retry::{MAX_QUEUE_DELAY, wait_until};
 use super::{Timestamp, Webhook};
 
 /// A delivery that took at least this long (or is still waiting for its
@@ -114,7 +114,7 @@ pub enum Route {
 /// the slow lane is POSTed there even if its webhook recovered meanwhile:
 /// moving it back would cost a queue call and gain nothing.
 pub fn route(source: Lane, webhook: Lane, not_before: Option<Timestamp>, now: Timestamp) -> Route {
-    let wait = not_before.and_then(|at| remaining(now, at));
+    let wait = not_before.and_then(|at| wait_until(now, at));
     match (source, wait) {
         (Lane::Waiting, Some(wait)) => Route::Postpone(wait.min(MAX_POSTPONE)),
         (Lane::Waiting, None) => Route::Move {
@@ -142,15 +142,6 @@ pub fn retry_route(wait: Duration) -> (Lane, Duration) {
     } else {
         (Lane::Waiting, MAX_QUEUE_DELAY)
     }
-}
-
-/// How long from `now` until `at`; `None` once it is due.
-fn remaining(now: Timestamp, at: Timestamp) -> Option<Duration> {
-    at.as_datetime()
-        .signed_duration_since(now.as_datetime())
-        .to_std()
-        .ok()
-        .filter(|wait| !wait.is_zero())
 }
 
 #[cfg(test)]

@@ -103,16 +103,22 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// How long to delay the message for the next step toward `not_before`:
-/// at most [`MAX_QUEUE_DELAY`]; `None` once it is due.
-pub fn hop_delay(now: Timestamp, not_before: Timestamp) -> Option<Duration> {
-    let wait = not_before
-        .as_datetime()
+/// How long from `now` until `at`; `None` once it is due.
+pub fn wait_until(now: Timestamp, at: Timestamp) -> Option<Duration> {
+    at.as_datetime()
         .signed_duration_since(now.as_datetime())
         .to_std()
         .ok()
-        .filter(|wait| !wait.is_zero())?;
-    Some(wait.min(MAX_QUEUE_DELAY))
+        .filter(|wait| !wait.is_zero())
+}
+
+/// The single-lane design's hop, before the waiting lane: a retry not due
+/// yet went back to the delivery queue delayed by this (at most
+/// [`MAX_QUEUE_DELAY`]); `None` once it is due. The sender no longer hops
+/// (`lane::route` sends such a retry to the waiting lane); the fleet model
+/// in `make bench` uses this to model the design it replaced.
+pub fn hop_delay(now: Timestamp, not_before: Timestamp) -> Option<Duration> {
+    wait_until(now, not_before).map(|wait| wait.min(MAX_QUEUE_DELAY))
 }
 
 #[cfg(test)]
