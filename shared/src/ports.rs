@@ -254,6 +254,18 @@ pub struct EnqueueError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+impl EnqueueError {
+    /// One message that was not queued, for `source` (none: nowhere to
+    /// queue it).
+    pub fn one(source: Option<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            queued: 0,
+            total: 1,
+            source,
+        }
+    }
+}
+
 /// The delivery queues: the fast and slow lanes, and the waiting lane of
 /// retries not due yet (`domain::lane`).
 pub trait DeliveryQueue: Send + Sync {

@@ -45,6 +45,36 @@ fn message_for(hook: &Webhook) -> DeliveryMessage {
     DeliveryMessage::new(&event, hook.id, event.envelope().unwrap())
 }
 
+/// Points the webhook at `endpoint`, keeping its failure state.
+async fn point_to(stack: &Stack, project: &str, id: &str, endpoint: &str) {
+    let reply = stack
+        .api
+        .admin(
+            "PATCH",
+            &format!("/projects/{project}/webhooks/{id}"),
+            Some(json!({ "endpoint": endpoint })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+/// A sender over `store` and `queue` (the stack's lanes), as the stack's
+/// own but for those clients.
+fn lanes_sender<S: shared::ports::DeliveryStore, Q: shared::ports::DeliveryQueue>(
+    stack: &Stack,
+    store: S,
+    queue: Q,
+) -> sender::Sender<S, Q> {
+    let http =
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap();
+    sender::Sender::new(store, http, 10).with_lanes(
+        queue,
+        stack.api.queue_urls.names(),
+        integration_tests::stack::TEST_RETRY_SCHEDULE.to_vec(),
+    )
+}
+
 /// The delivery ids `path` received, in order.
 fn delivery_ids(rx: &Receiver, path: &str) -> Vec<String> {
     rx.at(path)
@@ -189,14 +219,7 @@ async fn a_webhook_that_starts_failing_moves_lanes_and_comes_back_after_a_succes
     assert_eq!(stack.depth(Lane::Fast).await, [0, 0, 0]);
     // The endpoint comes back: the slow lane delivers, and the success puts
     // the webhook back in the fast lane.
-    stack
-        .api
-        .admin(
-            "PATCH",
-            &format!("/projects/MOVE/webhooks/{id}"),
-            Some(json!({"endpoint": rx.url("/up")})),
-        )
-        .await;
+    point_to(&stack, "MOVE", &id, &rx.url("/up")).await;
     let slow = stack.poll_lane(Lane::Slow).await;
     assert_eq!(slow.received, 2);
     assert_eq!(rx.at("/up").len(), 2);
@@ -225,14 +248,7 @@ async fn a_slow_endpoint_is_marked_while_its_post_waits_and_a_quick_answer_unmar
     assert_eq!(slow.failing_since, None, "a slow success is no failure");
     stack.publish("PACE", "run.completed", json!({})).await;
     assert_eq!(stack.depth(Lane::Slow).await, [1, 0, 0]);
-    stack
-        .api
-        .admin(
-            "PATCH",
-            &format!("/projects/PACE/webhooks/{id}"),
-            Some(json!({"endpoint": rx.url("/quick")})),
-        )
-        .await;
+    point_to(&stack, "PACE", &id, &rx.url("/quick")).await;
     stack.deliver_all().await;
     assert_eq!(rx.at("/quick").len(), 1);
     let quick = stored(&stack, "PACE", &id).await;
@@ -252,14 +268,7 @@ async fn a_lane_move_the_slow_queue_refuses_loses_and_duplicates_nothing() {
     // The slow lane refuses: the record is not acknowledged.
     let refuse = Refuse::new("SendMessage");
     let (queue, calls) = refusing_queue(&stack.api.queue_urls, refuse.clone()).await;
-    let http =
-        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
-            .unwrap();
-    let sender = sender::Sender::new(stack.api.store.clone(), http, 10).with_lanes(
-        queue,
-        stack.api.queue_urls.names(),
-        integration_tests::stack::TEST_RETRY_SCHEDULE.to_vec(),
-    );
+    let sender = lanes_sender(&stack, stack.api.store.clone(), queue);
     let (event, receipts) = receive(&stack, Lane::Fast).await;
     let response = sender
         .handle(event, integration_tests::sender_deadline())
@@ -397,14 +406,7 @@ async fn a_retry_due_in_a_day_costs_no_queue_traffic_while_it_waits() {
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let (queue, calls) = counting_queue(&stack.api.queue_urls).await;
-    let http =
-        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
-            .unwrap();
-    let sender = sender::Sender::new(stack.api.store.clone(), http, 10).with_lanes(
-        queue,
-        stack.api.queue_urls.names(),
-        integration_tests::stack::TEST_RETRY_SCHEDULE.to_vec(),
-    );
+    let sender = lanes_sender(&stack, stack.api.store.clone(), queue);
     stack.publish("WAIT", "run.completed", json!({})).await;
     let (event, receipts) = receive(&stack, Lane::Fast).await;
     assert_eq!(receipts.len(), 1);
@@ -434,14 +436,7 @@ async fn a_retry_due_in_a_day_costs_no_queue_traffic_while_it_waits() {
     let (dynamo, dynamo_calls) =
         integration_tests::counting::counting_store(stack.api.store.table()).await;
     let (queue, calls) = counting_queue(&stack.api.queue_urls).await;
-    let http =
-        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
-            .unwrap();
-    let sender = sender::Sender::new(dynamo, http, 10).with_lanes(
-        queue,
-        stack.api.queue_urls.names(),
-        integration_tests::stack::TEST_RETRY_SCHEDULE.to_vec(),
-    );
+    let sender = lanes_sender(&stack, dynamo, queue);
     let response = sender
         .handle(event, integration_tests::sender_deadline())
         .await;
@@ -529,17 +524,11 @@ async fn a_batch_of_failures_to_one_webhook_is_one_write_that_counts_them_all() 
     assert_eq!(stack.depth(Lane::Slow).await, [10, 0, 0]);
     let (store, dynamo) =
         integration_tests::counting::counting_store(stack.api.store.table()).await;
-    let http =
-        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
-            .unwrap();
-    let sender = sender::Sender::new(store, http, 10).with_lanes(
-        shared::adapters::SqsQueue::from_sdk(
-            &integration_tests::sdk_config().await,
-            stack.api.queue_urls.clone(),
-        ),
-        stack.api.queue_urls.names(),
-        integration_tests::stack::TEST_RETRY_SCHEDULE.to_vec(),
+    let queue = shared::adapters::SqsQueue::from_sdk(
+        &integration_tests::sdk_config().await,
+        stack.api.queue_urls.clone(),
     );
+    let sender = lanes_sender(&stack, store, queue);
     let poll = sender::poller::poll_once(&sender, &stack.sqs, &stack.api.queue_urls.slow, 0)
         .await
         .unwrap();

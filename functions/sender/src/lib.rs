@@ -145,19 +145,11 @@ impl DeliveryQueue for NoRetries {
         _body: String,
         _delay: Duration,
     ) -> Result<(), EnqueueError> {
-        Err(EnqueueError {
-            queued: 0,
-            total: 1,
-            source: None,
-        })
+        Err(EnqueueError::one(None))
     }
 
     async fn postpone(&self, _receipt: &str, _delay: Duration) -> Result<(), EnqueueError> {
-        Err(EnqueueError {
-            queued: 0,
-            total: 1,
-            source: None,
-        })
+        Err(EnqueueError::one(None))
     }
 }
 

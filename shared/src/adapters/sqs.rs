@@ -285,11 +285,7 @@ impl DeliveryQueue for SqsQueue {
             .send()
             .await
             .map(drop)
-            .map_err(|e| EnqueueError {
-                queued: 0,
-                total: 1,
-                source: Some(Box::new(e)),
-            })
+            .map_err(|e| EnqueueError::one(Some(Box::new(e))))
     }
 
     async fn postpone(
@@ -305,11 +301,7 @@ impl DeliveryQueue for SqsQueue {
             .send()
             .await
             .map(drop)
-            .map_err(|e| EnqueueError {
-                queued: 0,
-                total: 1,
-                source: Some(Box::new(e)),
-            })
+            .map_err(|e| EnqueueError::one(Some(Box::new(e))))
     }
 }
 
