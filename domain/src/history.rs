@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::delivery::{Header, Outcome, RESPONSE_BODY_CAP, Skip};
+use super::delivery::{Header, Outcome, RESPONSE_BODY_CAP, Skip, Trigger};
 use super::{
     DeliveryMessage, Event, EventName, ProjectCode, Secret, Timestamp, Webhook, WebhookId,
 };
@@ -23,8 +23,6 @@ pub const DEFAULT_DELIVERY_LOG_DAYS: u32 = 30;
 pub const MAX_DELIVERY_LOG_DAYS: u32 = 365;
 /// What a masked header value shows instead of the secret.
 pub const MASKED: &str = "***";
-/// Marks a redelivery a person asked for.
-pub const REDELIVERY_HEADER: &str = "X-Qase-Redelivery";
 /// The sweeper looks for a success among deliveries created this long
 /// before a webhook's failures began, and after: a delivery in flight (or
 /// retried) when the first failure was recorded may succeed after it.
@@ -67,25 +65,6 @@ impl DeliveryLog {
     pub fn expires_at(&self, now: Timestamp) -> Option<Timestamp> {
         self.is_on()
             .then(|| now.after(Duration::from_secs(u64::from(self.days) * 24 * 3600)))
-    }
-}
-
-/// What made an attempt happen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// A published event.
-    #[default]
-    Event,
-    /// A person asked to send a recorded delivery again.
-    Redelivery,
-    /// A person asked for a `webhook.ping`.
-    Ping,
-}
-
-impl Trigger {
-    pub fn is_event(&self) -> bool {
-        *self == Trigger::Event
     }
 }
 
@@ -404,7 +383,7 @@ pub fn recovery(webhook: &Webhook, delivered_at: Timestamp) -> Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::{FailureReason, eligible, prepare};
+    use crate::delivery::{FailureReason, REDELIVERY_HEADER, eligible, prepare};
     use crate::{SigningSecret, WebhookInput};
 
     fn at(raw: &str) -> Timestamp {

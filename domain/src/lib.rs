@@ -19,9 +19,9 @@ pub use address::{AddressClass, AddressPolicy, BlockedAddress};
 pub use catalog::{Entity, EventName};
 pub use delivery::{
     DeliveryMessage, Dispatch, Event, FailureReason, FailureRules, Fault, Outcome, PublishInput,
-    Record, Skip, Verdict,
+    Record, Skip, Trigger, Verdict,
 };
-pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent, Trigger};
+pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent};
 pub use lane::{Lane, LaneNames, Route};
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;
