@@ -55,8 +55,8 @@ pub struct SenderConfig {
     /// every record is POSTed where it is, and webhooks with
     /// `retry_policy: "standard"` get one attempt too.
     pub lanes: Option<shared::adapters::sqs::LaneUrls>,
-    /// `RETRY_SCHEDULE`: comma-separated waits (`5s,5m,30m`), the standard
-    /// schedule by default; tests shorten it.
+    /// The waits between attempts: always the standard schedule when read
+    /// from the environment; tests build a shorter one.
     pub retry_schedule: Vec<Duration>,
     /// `DELIVERY_LOG_DAYS`: how long attempts are kept in the delivery
     /// history, default 30; 0 records none.
@@ -92,18 +92,7 @@ impl SenderConfig {
                     });
                 }
             },
-            retry_schedule: match env.optional("RETRY_SCHEDULE") {
-                None => STANDARD_SCHEDULE.to_vec(),
-                Some(raw) => raw
-                    .split(',')
-                    .map(|part| humantime::parse_duration(part.trim()).ok())
-                    .collect::<Option<Vec<_>>>()
-                    .filter(|schedule| !schedule.is_empty())
-                    .ok_or_else(|| ConfigError::Invalid {
-                        name: "RETRY_SCHEDULE",
-                        reason: format!("expected waits such as 5s,5m,30m, got {raw:?}"),
-                    })?,
-            },
+            retry_schedule: STANDARD_SCHEDULE.to_vec(),
             delivery_log: env.delivery_log()?,
         })
     }
