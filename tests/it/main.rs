@@ -8,6 +8,7 @@ mod config_api;
 mod delivery;
 mod events;
 mod history;
+mod invocation;
 mod lanes;
 mod openapi;
 mod retries;

@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use shared::adapters::HttpPoster;
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::{
-    DEFAULT_DEADLINE, Pace, RECORD_MARGIN, Skip, coalesce, decide, eligible, may_start, prepare,
+    DEFAULT_DEADLINE, Pace, Skip, Steps, coalesce, decide, eligible, may_start, prepare,
 };
 use shared::domain::history::masked_headers;
 use shared::domain::lane::{SLOW_AFTER, retry_route, route};
@@ -300,14 +300,16 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             if keys.is_empty() {
                 return Ok(HashMap::new());
             }
-            let read_by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
-            timeout_at(read_by.into(), self.store.get_many(&keys))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(
-                        "the read of the batch's webhooks timed out".into(),
-                    ))
-                })
+            timeout_at(
+                Steps::new(ends).read_by().into(),
+                self.store.get_many(&keys),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the read of the batch's webhooks timed out".into(),
+                ))
+            })
         };
         let (postponed, read) = futures::join!(postponed, read);
         verdicts.extend(postponed);
@@ -395,17 +397,18 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             })
             .map(|(id, _)| *id)
             .collect();
+        let steps = Steps::new(ends);
         let writes = by_webhook.into_iter().filter_map(|(id, mut records)| {
             let webhook = webhooks.get(&id)?;
             records.sort_by_key(|(ended, _)| *ended);
             let records = coalesce(records.into_iter().map(|(_, record)| record));
             Some(async move {
                 for record in records {
-                    let written = timeout_at(ends.into(), self.record(webhook, record))
+                    let written = timeout_at(steps.writes_by().into(), self.record(webhook, record))
                         .await
                         .unwrap_or_else(|_| {
                             Err(StoreError::Unavailable(
-                                "recording did not finish before the invocation's deadline"
+                                "recording did not finish in its share of the invocation"
                                     .into(),
                             ))
                         });
@@ -514,7 +517,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         let (Some(lanes), Some(receipt)) = (&self.lanes, record.receipt.as_deref()) else {
             return unsent(&record.message, Verdict::Returned(Fault::QueueUnavailable));
         };
-        let verdict = match timeout_at(ends.into(), lanes.queue.postpone(receipt, delay)).await {
+        let verdict = match timeout_at(
+            Steps::new(ends).queue_by().into(),
+            lanes.queue.postpone(receipt, delay),
+        )
+        .await
+        {
             Ok(Ok(())) => Verdict::Postponed,
             Ok(Err(err)) => {
                 tracing::error!(delivery_id = %record.message.delivery_id, error = %shared::error_chain(&err), "could not postpone the waiting retry; it comes back after the queue's visibility timeout");
@@ -543,13 +551,13 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             return;
         }
         let written = timeout_at(
-            ends.into(),
+            Steps::new(ends).history_by().into(),
             self.store.record_attempts(attempts, expires_at),
         )
         .await
         .unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
-                "recording the history did not finish before the invocation's deadline".into(),
+                "recording the history did not finish in its share of the invocation".into(),
             ))
         });
         if let Err(err) = written {
@@ -678,14 +686,14 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         let sent = lanes
             .queue
             .enqueue_one(lane, message.project.as_str(), body, delay);
-        match timeout_at(ends.into(), sent).await {
+        match timeout_at(Steps::new(ends).queue_by().into(), sent).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
                 tracing::error!(delivery_id = %message.delivery_id, lane = lane.as_str(), error = %shared::error_chain(&err), "the lane did not take the delivery; it goes back to its queue");
                 Err(())
             }
             Err(_) => {
-                tracing::error!(delivery_id = %message.delivery_id, lane = lane.as_str(), "sending to the lane did not finish before the invocation's deadline; the delivery goes back to its queue");
+                tracing::error!(delivery_id = %message.delivery_id, lane = lane.as_str(), "sending to the lane did not finish in its share of the invocation; the delivery goes back to its queue");
                 Err(())
             }
         }
@@ -695,7 +703,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// Bounded by the invocation; a failure is logged (the outcome decides
     /// again when the POST ends).
     async fn mark_slow(&self, webhook: &Webhook, delivery_id: Uuid, ends: Instant) -> bool {
-        let by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
+        let by = Steps::new(ends).read_by();
         match timeout_at(by.into(), self.store.mark_slow(webhook, Timestamp::now())).await {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
@@ -716,7 +724,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         ends: Instant,
     ) -> Result<SigningSecret, Box<dyn std::error::Error + Send + Sync>> {
         let fresh = SigningSecret::generate()?;
-        let by = ends.checked_sub(RECORD_MARGIN).unwrap_or(ends);
+        let by = Steps::new(ends).read_by();
         Ok(timeout_at(by.into(), self.store.assign_signing_secret(webhook, fresh)).await??)
     }
 

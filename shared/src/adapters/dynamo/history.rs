@@ -1,8 +1,8 @@
 //! The delivery history in the webhook table ([`super::schema`]): events
 //! stored once, one item per attempt in one of the webhook's own
 //! partitions ([`HISTORY_SHARDS`], by delivery). Every read is a GetItem or
-//! a Query of those partitions, never a Scan; every write of the sender is
-//! one `BatchWriteItem` per batch.
+//! a Query of those partitions, never a Scan; the sender writes a batch's
+//! attempts in one `BatchWriteItem` per 25, and a skip as a conditional put.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::schema::{
     ATTEMPT_SK_PREFIX, AttemptItem, EventItem, HISTORY_SHARDS, Item, attempt_cursor, attempt_sk,
     attr, delivery_history_pk, delivery_sk_prefix, event_key, first_attempt_sk_at, history_pk, s,
 };
-use super::{DynamoStore, corrupt, to_value, unavailable};
+use super::{DynamoStore, corrupt, is_condition_failure, to_value, unavailable};
 use crate::domain::history::{AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter};
 use crate::domain::{Attempt, ProjectCode, StoredEvent, Timestamp, Webhook, WebhookId};
 use crate::ports::{HistoryStore, Page, StoreError};
@@ -52,15 +52,33 @@ impl DynamoStore {
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         // One BatchWriteItem refuses two writes of one key, which SQS can
-        // cause by handing one message to a batch twice: keep the last.
+        // cause by handing one message to a batch twice: keep the last POST
+        // made, else the last record.
         let mut seen = std::collections::HashSet::new();
-        let mut unique: Vec<&Attempt> = attempts
+        let (skipped, sent): (Vec<&Attempt>, Vec<&Attempt>) = attempts
             .iter()
+            .partition(|a| a.outcome == AttemptOutcome::Skipped);
+        let mut unique: Vec<&Attempt> = sent
+            .into_iter()
             .rev()
+            .chain(skipped.into_iter().rev())
             .filter(|a| seen.insert((a.webhook_id, a.delivery_id, a.attempt)))
             .collect();
         unique.reverse();
-        for chunk in unique.chunks(BATCH_WRITE_MAX) {
+        let (skipped, sent): (Vec<&Attempt>, Vec<&Attempt>) = unique
+            .into_iter()
+            .partition(|a| a.outcome == AttemptOutcome::Skipped);
+        // A skip never replaces a POST the endpoint got: the same attempt
+        // can come back after its POST (its retry could not be queued) and
+        // find its webhook disabled. Conditional puts, as BatchWriteItem
+        // takes no condition; skips are rare and go in parallel.
+        futures::future::try_join_all(
+            skipped
+                .into_iter()
+                .map(|attempt| self.put_skip(attempt, expires_at)),
+        )
+        .await?;
+        for chunk in sent.chunks(BATCH_WRITE_MAX) {
             let mut writes = Vec::with_capacity(chunk.len());
             for &attempt in chunk {
                 let item = serde_dynamo::to_item(AttemptItem::new(attempt, expires_at))
@@ -97,6 +115,25 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+
+    /// Records a skipped attempt unless the attempt is recorded already.
+    async fn put_skip(&self, attempt: &Attempt, expires_at: Timestamp) -> Result<(), StoreError> {
+        let item = serde_dynamo::to_item(AttemptItem::new(attempt, expires_at)).map_err(corrupt)?;
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     /// The latest completion of a delivered attempt to the webhook after
