@@ -361,6 +361,35 @@ pub fn first_id_at(at: Timestamp) -> String {
     )
 }
 
+/// What the sweeper's look in the history for a success after a webhook's
+/// failures began found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuccessSearch {
+    /// A delivery completed after the failures began; the latest found.
+    Delivered(Timestamp),
+    /// Every page to read was read: no delivery completed after they began.
+    NoneFound,
+    /// The search stopped before it read every page: it cannot tell, so the
+    /// webhook is not disabled this time.
+    GaveUp,
+}
+
+impl SuccessSearch {
+    /// The answer of two parts of one search (the history's partitions): a
+    /// part that could not tell leaves the whole unable to tell; otherwise
+    /// the latest delivery found.
+    pub fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::GaveUp, _) | (_, Self::GaveUp) => Self::GaveUp,
+            (Self::Delivered(a), Self::Delivered(b)) => Self::Delivered(a.max(b)),
+            (Self::Delivered(at), Self::NoneFound) | (Self::NoneFound, Self::Delivered(at)) => {
+                Self::Delivered(at)
+            }
+            (Self::NoneFound, Self::NoneFound) => Self::NoneFound,
+        }
+    }
+}
+
 /// What a success recorded after a webhook began failing does to its
 /// failure state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +413,22 @@ pub fn recovery(webhook: &Webhook, delivered_at: Timestamp) -> Recovery {
 mod tests {
     use super::*;
     use crate::delivery::{FailureReason, REDELIVERY_HEADER, eligible, prepare};
+
+    #[test]
+    fn a_search_part_that_gave_up_leaves_the_whole_search_unable_to_tell() {
+        use SuccessSearch::{Delivered, GaveUp, NoneFound};
+        let early = Timestamp::parse("2026-11-01T00:00:00Z").unwrap();
+        let late = Timestamp::parse("2026-11-02T00:00:00Z").unwrap();
+        for other in [Delivered(late), NoneFound, GaveUp] {
+            assert_eq!(GaveUp.and(other), GaveUp, "{other:?}");
+            assert_eq!(other.and(GaveUp), GaveUp, "{other:?}");
+        }
+        assert_eq!(Delivered(early).and(Delivered(late)), Delivered(late));
+        assert_eq!(Delivered(late).and(Delivered(early)), Delivered(late));
+        assert_eq!(Delivered(early).and(NoneFound), Delivered(early));
+        assert_eq!(NoneFound.and(Delivered(early)), Delivered(early));
+        assert_eq!(NoneFound.and(NoneFound), NoneFound);
+    }
     use crate::{SigningSecret, WebhookInput};
 
     fn at(raw: &str) -> Timestamp {

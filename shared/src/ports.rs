@@ -7,7 +7,7 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use crate::domain::history::{AttemptCursor, Recovery, StatusFilter};
+use crate::domain::history::{AttemptCursor, Recovery, StatusFilter, SuccessSearch};
 use crate::domain::{
     Attempt, Lane, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp, TokenHash, TokenId,
     TokenRecord, Webhook, WebhookChanges, WebhookId,
@@ -338,12 +338,14 @@ pub trait SweepStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
 
     /// When an attempt to the webhook was delivered after `since` (the
-    /// latest found), looking at deliveries created from a day before it.
+    /// latest found), looking at deliveries created from a day before it;
+    /// [`SuccessSearch::GaveUp`] when the search stopped before it could
+    /// tell.
     fn delivered_after(
         &self,
         webhook: &Webhook,
         since: Timestamp,
-    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SuccessSearch, StoreError>> + Send;
 
     /// Applies `recovery` to a webhook still enabled and failing as it was
     /// read (same `failing_since` and `last_failure_at`); `false` when a

@@ -652,11 +652,11 @@ async fn failures_after_the_success_keep_failing_from_the_success_on() {
         .await
         .unwrap();
     let failing = store.get(&project, hook_id).await.unwrap().unwrap();
-    let delivered = store
-        .delivered_after(&failing, before)
-        .await
-        .unwrap()
-        .expect("the success is found");
+    let shared::domain::history::SuccessSearch::Delivered(delivered) =
+        store.delivered_after(&failing, before).await.unwrap()
+    else {
+        panic!("the success is found")
+    };
     assert!(before < delivered && delivered < after);
 
     let sweeper = integration_tests::sweeper_over(store, notice())
@@ -933,4 +933,89 @@ async fn an_endpoint_that_echoes_its_request_does_not_put_the_secret_in_the_hist
     );
     assert!(!body.contains(secret), "{body}");
     assert!(!stored_history_text(&stack).await.contains(secret));
+}
+
+#[tokio::test]
+async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
+    use shared::adapters::dynamo::schema::history_shard;
+    use shared::domain::{Attempt, AttemptOutcome, EventName, Trigger};
+    use shared::ports::DeliveryStore;
+    let stack = Stack::start().await;
+    let id = stack
+        .webhook("DEEP", "http://127.0.0.1:9/deep", &["run.completed"], None)
+        .await;
+    let store = &stack.api.store;
+    let project = ProjectCode::parse("DEEP").unwrap();
+    let hook_id = WebhookId::parse(&id).unwrap();
+    let hook = store.get(&project, hook_id).await.unwrap().unwrap();
+    let hour = Duration::from_secs(3600);
+    let since = Timestamp::now().before(72 * hour);
+    store
+        .record_failure(&hook, since, "HTTP 503", false)
+        .await
+        .unwrap();
+    // A delivery made an hour before the failures began succeeded an hour
+    // after; then 50 failed deliveries in the same history partition, each
+    // record near DynamoDB's item limit: two fill a 1 MB page, so the
+    // search meets 25 pages without a success before it reaches it.
+    let delivery_at = |at: Timestamp, shard: Option<u8>| loop {
+        let ms = u64::try_from(at.as_datetime().timestamp_millis()).unwrap();
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            u32::try_from(ms % 1000).unwrap() * 1_000_000,
+        ));
+        if shard.is_none_or(|s| history_shard(id) == s) {
+            break id;
+        }
+    };
+    let record = |delivery_id, started_at: Timestamp, outcome| Attempt {
+        delivery_id,
+        attempt: 1,
+        event_id: uuid::Uuid::now_v7(),
+        event_name: EventName::RunCompleted,
+        project: project.clone(),
+        webhook_id: hook_id,
+        trigger: Trigger::Event,
+        started_at,
+        completed_at: started_at,
+        latency_ms: 0,
+        outcome,
+        skipped_reason: None,
+        status: Some(if outcome == AttemptOutcome::Delivered {
+            200
+        } else {
+            503
+        }),
+        failure_reason: None,
+        request_headers: Default::default(),
+        response_body: Some("x".repeat(350_000)),
+    };
+    let success_id = delivery_at(since.before(hour), None);
+    let shard = Some(history_shard(success_id));
+    let mut success = record(success_id, since.before(hour), AttemptOutcome::Delivered);
+    success.completed_at = since.after(hour);
+    let mut attempts = vec![success];
+    for i in 0..50 {
+        let at = since.after(2 * hour + Duration::from_secs(i));
+        attempts.push(record(delivery_at(at, shard), at, AttemptOutcome::Failed));
+    }
+    let expires = DeliveryLog::default().expires_at(Timestamp::now()).unwrap();
+    store.record_attempts(&attempts, expires).await.unwrap();
+
+    let sweeper = integration_tests::sweeper_over(store, notice())
+        .await
+        .with_history(DeliveryLog::default());
+    let report = sweeper
+        .sweep(Timestamp::now(), Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.disabled, report.undecided, report.recovered),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    let view = store.get(&project, hook_id).await.unwrap().unwrap();
+    assert!(view.enabled, "could not tell is not no success");
+    assert_eq!(view.failing_since, Some(since), "nothing else changed");
 }

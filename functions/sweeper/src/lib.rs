@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use shared::config::{ConfigError, Env};
-use shared::domain::history::recovery;
+use shared::domain::history::{SuccessSearch, recovery};
 use shared::domain::notice::{
     DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW, NOTICE_COUNT_KEPT, cutoff, disable_notice,
     disabled_reason, fallback_notice, notice_day,
@@ -79,6 +79,10 @@ pub struct SweepReport {
     pub recovered: usize,
     /// Due webhooks left alone because a success or a re-enable won.
     pub raced: usize,
+    /// Due webhooks not disabled this sweep because the history search
+    /// stopped before it could tell whether one of their deliveries
+    /// succeeded after their failures began; each is logged.
+    pub undecided: usize,
     pub mailed: usize,
     /// E-mails that failed and stay pending for the next sweep.
     pub mail_failures: usize,
@@ -211,6 +215,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             disabled = report.disabled,
             recovered = report.recovered,
             raced = report.raced,
+            undecided = report.undecided,
             mailed = report.mailed,
             mail_failures = report.mail_failures,
             mail_refused = report.mail_refused,
@@ -233,8 +238,14 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         let Some(since) = hook.failing_since else {
             return Ok(false);
         };
-        let Some(delivered_at) = self.store.delivered_after(hook, since).await? else {
-            return Ok(false);
+        let delivered_at = match self.store.delivered_after(hook, since).await? {
+            SuccessSearch::Delivered(at) => at,
+            SuccessSearch::NoneFound => return Ok(false),
+            SuccessSearch::GaveUp => {
+                report.undecided += 1;
+                tracing::warn!(project = %hook.project, webhook_id = %hook.id, failing_since = %since, "not disabled this sweep: the history search stopped before it could tell whether a delivery succeeded after the failures began");
+                return Ok(true);
+            }
         };
         let rule = recovery(hook, delivered_at);
         if self.store.recover(hook, rule).await? {

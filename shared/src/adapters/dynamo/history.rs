@@ -14,7 +14,9 @@ use super::schema::{
     attr, delivery_history_pk, delivery_sk_prefix, event_key, first_attempt_sk_at, history_pk, s,
 };
 use super::{DynamoStore, corrupt, is_condition_failure, to_value, unavailable};
-use crate::domain::history::{AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter};
+use crate::domain::history::{
+    AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter, SuccessSearch,
+};
 use crate::domain::{Attempt, ProjectCode, StoredEvent, Timestamp, Webhook, WebhookId};
 use crate::ports::{HistoryStore, Page, StoreError};
 
@@ -139,18 +141,21 @@ impl DynamoStore {
     /// The latest completion of a delivered attempt to the webhook after
     /// `since`, among deliveries created from [`RECOVERY_LOOKBACK`] before
     /// it: in each of its history partitions, newest first, stopping at the
-    /// first page with one; the latest of those. `None` only when none of
-    /// them holds one.
+    /// first page with one; the latest of those. `NoneFound` only when every
+    /// partition was read to the end without one; `GaveUp` when one was not
+    /// read to the end in [`RECOVERY_READS`] pages.
     pub(super) async fn latest_delivery_after(
         &self,
         webhook: &Webhook,
         since: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
+    ) -> Result<SuccessSearch, StoreError> {
         let found = futures::future::try_join_all(
             (0..HISTORY_SHARDS).map(|shard| self.latest_delivery_in(webhook, shard, since)),
         )
         .await?;
-        Ok(found.into_iter().flatten().max())
+        Ok(found
+            .into_iter()
+            .fold(SuccessSearch::NoneFound, SuccessSearch::and))
     }
 
     /// [`Self::latest_delivery_after`] in one history partition.
@@ -159,7 +164,7 @@ impl DynamoStore {
         webhook: &Webhook,
         shard: u8,
         since: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
+    ) -> Result<SuccessSearch, StoreError> {
         let from = first_attempt_sk_at(since.before(RECOVERY_LOOKBACK));
         let pk = history_pk(&webhook.project, webhook.id, shard);
         let mut start = None;
@@ -193,15 +198,15 @@ impl DynamoStore {
                     _ => None,
                 })
                 .max();
-            if latest.is_some() {
-                return Ok(latest);
+            if let Some(at) = latest {
+                return Ok(SuccessSearch::Delivered(at));
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(None),
+                _ => return Ok(SuccessSearch::NoneFound),
             }
         }
-        Ok(None)
+        Ok(SuccessSearch::GaveUp)
     }
 }
 

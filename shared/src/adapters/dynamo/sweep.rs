@@ -10,7 +10,7 @@ use super::schema::{
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, is_condition_failure, to_value, unavailable};
-use crate::domain::history::Recovery;
+use crate::domain::history::{Recovery, SuccessSearch};
 use crate::domain::{ProjectCode, Timestamp, Webhook};
 use crate::ports::{Found, StoreError, SweepStore};
 
@@ -181,7 +181,7 @@ impl SweepStore for DynamoStore {
         &self,
         webhook: &Webhook,
         since: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
+    ) -> Result<SuccessSearch, StoreError> {
         self.latest_delivery_after(webhook, since).await
     }
 
