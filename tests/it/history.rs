@@ -938,7 +938,7 @@ async fn an_endpoint_that_echoes_its_request_does_not_put_the_secret_in_the_hist
 #[tokio::test]
 async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
     use shared::adapters::dynamo::schema::history_shard;
-    use shared::domain::{Attempt, AttemptOutcome, EventName, Trigger};
+    use shared::domain::AttemptOutcome;
     use shared::ports::DeliveryStore;
     let stack = Stack::start().await;
     let id = stack
@@ -969,27 +969,10 @@ async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
             break id;
         }
     };
-    let record = |delivery_id, started_at: Timestamp, outcome| Attempt {
-        delivery_id,
-        attempt: 1,
-        event_id: uuid::Uuid::now_v7(),
-        event_name: EventName::RunCompleted,
-        project: project.clone(),
-        webhook_id: hook_id,
-        trigger: Trigger::Event,
-        started_at,
-        completed_at: started_at,
-        latency_ms: 0,
-        outcome,
-        skipped_reason: None,
-        status: Some(if outcome == AttemptOutcome::Delivered {
-            200
-        } else {
-            503
-        }),
-        failure_reason: None,
-        request_headers: Default::default(),
-        response_body: Some("x".repeat(350_000)),
+    let record = |delivery_id, started_at, outcome| {
+        let mut made = recorded_attempt(&project, hook_id, delivery_id, started_at, outcome);
+        made.response_body = Some("x".repeat(350_000));
+        made
     };
     let success_id = delivery_at(since.before(hour), None);
     let shard = Some(history_shard(success_id));
@@ -1018,4 +1001,113 @@ async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
     let view = store.get(&project, hook_id).await.unwrap().unwrap();
     assert!(view.enabled, "could not tell is not no success");
     assert_eq!(view.failing_since, Some(since), "nothing else changed");
+}
+
+/// A first attempt of `delivery_id` to the webhook, started and completed
+/// at `at`, as the sender records one.
+fn recorded_attempt(
+    project: &ProjectCode,
+    webhook_id: WebhookId,
+    delivery_id: uuid::Uuid,
+    at: Timestamp,
+    outcome: shared::domain::AttemptOutcome,
+) -> shared::domain::Attempt {
+    use shared::domain::AttemptOutcome;
+    shared::domain::Attempt {
+        delivery_id,
+        attempt: 1,
+        event_id: uuid::Uuid::now_v7(),
+        event_name: shared::domain::EventName::RunCompleted,
+        project: project.clone(),
+        webhook_id,
+        trigger: shared::domain::Trigger::Event,
+        started_at: at,
+        completed_at: at,
+        latency_ms: 0,
+        outcome,
+        skipped_reason: None,
+        status: Some(if outcome == AttemptOutcome::Delivered {
+            200
+        } else {
+            503
+        }),
+        failure_reason: None,
+        request_headers: Default::default(),
+        response_body: None,
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_found_in_the_history_takes_the_due_mark_of_an_earlier_timeout_away() {
+    use shared::domain::AttemptOutcome;
+    use shared::ports::DeliveryStore;
+    let stack = Stack::start().await;
+    let id = stack
+        .webhook(
+            "DUEGONE",
+            "http://127.0.0.1:9/due",
+            &["run.completed"],
+            None,
+        )
+        .await;
+    let store = &stack.api.store;
+    let project = ProjectCode::parse("DUEGONE").unwrap();
+    let hook_id = WebhookId::parse(&id).unwrap();
+    let hook = store.get(&project, hook_id).await.unwrap().unwrap();
+    let minute = Duration::from_secs(60);
+    let start = Timestamp::now().before(10 * minute);
+    // A timeout with DisableOnTimeout marks it due; a delivery in flight
+    // then succeeds (the summary misses it); a 503 follows.
+    store
+        .record_failure(&hook, start, "timeout after 15s", true)
+        .await
+        .unwrap();
+    let mut success = recorded_attempt(
+        &project,
+        hook_id,
+        uuid::Uuid::now_v7(),
+        start.before(minute),
+        AttemptOutcome::Delivered,
+    );
+    success.completed_at = start.after(minute);
+    let expires = DeliveryLog::default().expires_at(Timestamp::now()).unwrap();
+    store.record_attempts(&[success], expires).await.unwrap();
+    store
+        .record_failure(&hook, start.after(2 * minute), "HTTP 503", false)
+        .await
+        .unwrap();
+
+    let sweeper = integration_tests::sweeper_over(store, notice())
+        .await
+        .with_history(DeliveryLog::default());
+    let now = Timestamp::now();
+    let first = sweeper
+        .sweep(now, Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((first.recovered, first.disabled), (1, 0), "{first:?}");
+    let view = store.get(&project, hook_id).await.unwrap().unwrap();
+    assert_eq!(view.failing_since, Some(start.after(minute)));
+    // The next sweep, 15 minutes later: failing for minutes, not two days.
+    let next = sweeper
+        .sweep(
+            now.after(15 * minute),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.disabled, 0, "{next:?}");
+    let view = store.get(&project, hook_id).await.unwrap().unwrap();
+    assert!(view.enabled, "disabled two days early");
+    // Two days after the failures began again, the window disables it.
+    let late = sweeper
+        .sweep(
+            start
+                .after(minute)
+                .after(Duration::from_secs(2 * 24 * 3600) + minute),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.disabled, 1, "{late:?}");
 }

@@ -157,8 +157,13 @@ fn recover_update(
                 update.remove(field);
             }
         }
+        // Failures came after the success: they begin there, and a `DUE`
+        // mark (a timeout with `DisableOnTimeout`, before the success as far
+        // as the sweeper can tell) goes: the webhook is back on the window.
         Recovery::FailingSince(at) => {
-            update.set(attr::FAILING_SINCE, to_value(&at)?);
+            update
+                .set(attr::FAILING_SINCE, to_value(&at)?)
+                .set(attr::FAILING_PK, s(FAILING_PARTITION));
         }
     }
     still_failing_since(&mut update, since)?;
