@@ -22,6 +22,17 @@ pub fn notice_day(now: Timestamp) -> String {
     now.as_datetime().format("%Y-%m-%d").to_string()
 }
 
+/// When the next UTC day begins after `now`: a notice over its project's
+/// day of e-mails waits until then for the next day's allowance.
+pub fn next_notice_day(now: Timestamp) -> Timestamp {
+    let day = now.as_datetime().date_naive();
+    let next = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN);
+    Timestamp::from(next.and_utc())
+}
+
 /// The most characters of a webhook's title the e-mail subject carries; a
 /// longer title is cut and ends with `…` (the body has it whole).
 pub const SUBJECT_TITLE_CHARS: usize = 60;
@@ -311,6 +322,16 @@ mod tests {
             );
             assert!(!body.contains(&format!("for more than {window}")), "{body}");
         }
+    }
+
+    #[test]
+    fn a_deferred_notice_waits_for_the_next_utc_day() {
+        let next = |raw| next_notice_day(Timestamp::parse(raw).unwrap()).to_string();
+        let midnight = "2026-11-30T00:00:00.000Z";
+        assert_eq!(next("2026-11-29T00:00:00Z"), midnight);
+        assert_eq!(next("2026-11-29T23:59:59.999Z"), midnight);
+        assert_eq!(next("2026-11-30T01:00:00+02:00"), midnight);
+        assert_eq!(next("2026-12-31T12:00:00Z"), "2027-01-01T00:00:00.000Z");
     }
 
     #[test]

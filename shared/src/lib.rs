@@ -6,11 +6,13 @@
 //! - [`ports`]: the small traits the functions need from the outside world.
 //! - [`adapters`]: those traits implemented over AWS (DynamoDB, Secrets Manager).
 //! - [`config`]: typed configuration read once at cold start.
+//! - [`telemetry`]: log lines and CloudWatch metrics (embedded metric format).
 
 pub mod adapters;
 pub mod config;
 pub use domain;
 pub mod ports;
+pub mod telemetry;
 
 /// The instant of a Lambda invocation's deadline, given (as the runtime's
 /// `Context::deadline`) in milliseconds since the Unix epoch. A deadline

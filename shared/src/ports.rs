@@ -359,8 +359,9 @@ pub trait SweepStore: Send + Sync {
     /// Disabled webhooks whose e-mail is not sent yet.
     fn pending_notices(&self) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;
 
-    /// Takes the pending e-mail for this sweep, unless another sweep holds a
-    /// claim made after `stale_before`. `false` when it is taken or sent.
+    /// Takes the pending e-mail for this sweep (the claim is `now`), unless
+    /// another sweep holds a claim made after `stale_before` or the e-mail
+    /// waits for a later day. `false` when it is taken, sent or waiting.
     fn claim_notice(
         &self,
         webhook: &Webhook,
@@ -368,18 +369,34 @@ pub trait SweepStore: Send + Sync {
         stale_before: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The e-mail went out, or was refused for good: the notice is done.
+    /// The e-mail of the claim made at `claimed_at` went out at `at`, or was
+    /// refused for good: the notice is done. Only while that claim holds:
+    /// `false` when the notice is another one by now (the webhook was
+    /// re-enabled and disabled again meanwhile) or another sweep took over.
     fn notice_sent(
         &self,
         webhook: &Webhook,
+        claimed_at: Timestamp,
         at: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The e-mail did not go out: leave it pending for the next sweep.
+    /// The e-mail of the claim made at `claimed_at` did not go out: leave it
+    /// pending for the next sweep. Only while that claim holds.
     fn release_notice(
         &self,
         webhook: &Webhook,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        claimed_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The e-mail of the claim made at `claimed_at` is over its project's
+    /// day of e-mails: it stays pending, and no sweep claims it before
+    /// `until` (the next day's allowance). Only while that claim holds.
+    fn defer_notice(
+        &self,
+        webhook: &Webhook,
+        claimed_at: Timestamp,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Counts one more auto-disable e-mail of `project` on `day`, unless
     /// `limit` are counted already: `false` then, and nothing changes. Two

@@ -24,11 +24,13 @@ use shared::ports::{DeliveryStore, StoreError, WebhookKey, WebhookStore};
 
 /// The emulator's store, but a failure is never recorded: the write hangs
 /// for as long as it is waited for, as a throttled table with SDK retries
-/// can. Counts the writes it swallowed.
+/// can. Counts the writes it swallowed. With `refuse_history`, the history
+/// write fails at once.
 #[derive(Debug, Clone)]
 struct Stalled {
     store: shared::adapters::DynamoStore,
     stalled: Arc<AtomicUsize>,
+    refuse_history: bool,
 }
 
 impl DeliveryStore for Stalled {
@@ -81,6 +83,9 @@ impl DeliveryStore for Stalled {
         attempts: &[Attempt],
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
+        if self.refuse_history {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
         self.store.record_attempts(attempts, expires_at).await
     }
 }
@@ -151,6 +156,7 @@ async fn a_webhook_write_that_never_ends_leaves_the_retry_the_history_and_the_an
     let store = Stalled {
         store: stack.api.store.clone(),
         stalled: stalled.clone(),
+        refuse_history: false,
     };
     // A 1-second POST deadline and an invocation with just enough time for
     // the POSTs to start: they end where the recording margin begins.
@@ -259,4 +265,40 @@ async fn an_attempt_that_comes_back_to_a_disabled_webhook_keeps_its_post_in_the_
     assert_eq!(recorded[0]["outcome"], "failed", "{recorded:?}");
     assert_eq!(recorded[0]["status"], 503);
     assert_eq!(recorded[0]["delivery_id"], message.delivery_id.to_string());
+}
+
+#[tokio::test]
+async fn a_history_write_that_fails_is_published_as_a_metric_and_the_delivery_stands() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let id = stack
+        .webhook("LOST", &rx.url("/lost"), &["run.completed"], None)
+        .await;
+    let message = stored_with_message(&stack, "LOST", &id).await;
+    let store = Stalled {
+        store: stack.api.store.clone(),
+        stalled: Arc::default(),
+        refuse_history: true,
+    };
+    let http = HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2)).unwrap();
+    let sender = sender::Sender::new(store, http, 10).with_history(DeliveryLog::default());
+    let (response, logs) = integration_tests::logged(sender.handle(
+        batch(&[("lost", &message)]),
+        integration_tests::sender_deadline(),
+    ))
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "delivered, acknowledged"
+    );
+    assert_eq!(rx.at("/lost").len(), 1);
+    assert!(
+        logs.contains("could not record the delivery history"),
+        "{logs}"
+    );
+    assert_eq!(
+        integration_tests::metric_values(&logs, "HistoryWritesFailed"),
+        [1],
+        "{logs}"
+    );
 }

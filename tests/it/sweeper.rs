@@ -13,7 +13,7 @@ use integration_tests::mail::{sent_to, unique_address, verified_sender, verify};
 use integration_tests::stack::Stack;
 use serde_json::{Value, json};
 use shared::adapters::{DynamoStore, SesMailer};
-use shared::domain::notice::{DEFAULT_WINDOW, cutoff};
+use shared::domain::notice::{DEFAULT_WINDOW, cutoff, next_notice_day};
 use shared::domain::{NoticeSettings, ProjectCode, Timestamp, Webhook, WebhookId};
 use shared::ports::{DeliveryStore, SweepStore, WebhookStore};
 use sweeper::{SweepReport, Sweeper};
@@ -236,7 +236,7 @@ async fn a_rejected_e_mail_stays_pending_and_the_next_sweep_sends_it_once() {
             second.disabled,
             second.mailed,
             second.mail_failures,
-            second.mail_over_limit
+            second.mail_deferred
         ),
         (0, 1, 0, 0),
         "the same day, the count the failed e-mail took was given back"
@@ -825,7 +825,7 @@ async fn a_notice_refused_for_good_is_given_up_not_retried_every_sweep() {
 }
 
 #[tokio::test]
-async fn a_project_gets_at_most_its_daily_e_mails_the_rest_are_logged_not_sent() {
+async fn a_project_gets_at_most_its_daily_e_mails_the_rest_wait_for_the_next_days() {
     let stack = Stack::start().await;
     let now = Timestamp::now();
     let from = verified_sender().await;
@@ -856,15 +856,17 @@ async fn a_project_gets_at_most_its_daily_e_mails_the_rest_are_logged_not_sent()
 
     let report = sweeper.sweep(now, later()).await.unwrap();
     assert_eq!(
-        (report.disabled, report.mailed, report.mail_over_limit),
+        (report.disabled, report.mailed, report.mail_deferred),
         (4, 3, 1),
         "{report:?}"
     );
-    let mut mailed = 0;
+    let mut mailed_to = Vec::new();
     for owner in &owners {
-        mailed += sent_to(owner).await.len();
+        if !sent_to(owner).await.is_empty() {
+            mailed_to.push(owner.clone());
+        }
     }
-    assert_eq!(mailed, 2, "two e-mails for CAP");
+    assert_eq!(mailed_to.len(), 2, "two e-mails for CAP");
     assert_eq!(
         sent_to(&other).await.len(),
         1,
@@ -873,29 +875,38 @@ async fn a_project_gets_at_most_its_daily_e_mails_the_rest_are_logged_not_sent()
     for hook in &capped {
         assert_eq!(view(&stack, hook).await["status"], "disabled");
     }
-    assert!(
-        stack.api.store.pending_notices().await.unwrap().is_empty(),
-        "the notice over the limit is settled, not retried every sweep"
+    let deferred: Vec<&String> = owners.iter().filter(|o| !mailed_to.contains(o)).collect();
+    assert_eq!(deferred.len(), 1);
+    assert_eq!(
+        stack.api.store.pending_notices().await.unwrap().len(),
+        1,
+        "the notice over the limit stays pending, not lost"
     );
+    // The same day, later sweeps leave it waiting: nothing sent, nothing
+    // counted again.
     let again = sweeper.sweep(at(now, 60), later()).await.unwrap();
     assert_eq!(again, SweepReport::default());
 
-    // The next day, CAP's count starts again.
-    let tomorrow = at(now, DAY);
+    // The next day, CAP's count starts again: the waiting notice goes out
+    // with the day's first.
+    let tomorrow = at(next_notice_day(now), 60);
     let owner = unique_address("tomorrow");
     failing(
         &stack,
         "CAP",
         body_with("Next day", &[&owner]),
-        Some(at(now, -2 * DAY)),
+        Some(at(now, -3 * DAY)),
     )
     .await;
     let next = sweeper.sweep(tomorrow, later()).await.unwrap();
     assert_eq!(
-        (next.disabled, next.mailed, next.mail_over_limit),
-        (1, 1, 0)
+        (next.disabled, next.mailed, next.mail_deferred),
+        (1, 2, 0),
+        "{next:?}"
     );
     assert_eq!(sent_to(&owner).await.len(), 1);
+    assert_eq!(sent_to(deferred[0]).await.len(), 1, "sent a day late, once");
+    assert!(stack.api.store.pending_notices().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -1010,7 +1021,7 @@ async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secret
         "{unverified_run:?}"
     );
     assert_eq!(
-        (verified_run.mailed, verified_run.mail_over_limit),
+        (verified_run.mailed, verified_run.mail_deferred),
         (3, 1),
         "{verified_run:?}"
     );
@@ -1022,6 +1033,9 @@ async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secret
         );
     }
     assert!(logs.contains("recipients"), "{logs}");
+    // Each sweep published its deferred notices as a metric.
+    let deferred: Vec<u64> = integration_tests::metric_values(&logs, "NoticesDeferred");
+    assert_eq!(deferred, [0, 1], "{logs}");
     for private in [
         owner.as_str(),
         ops.as_str(),
@@ -1035,4 +1049,103 @@ async fn the_sweepers_logs_carry_ids_and_counts_never_addresses_titles_or_secret
             "{private:?} is in the logs:\n{logs}"
         );
     }
+}
+
+/// The emulator's SES, but the first send waits for `during` to run first:
+/// a person and a sender act while a sweep's e-mail is on its way.
+struct MailingWhile<F> {
+    ses: SesMailer,
+    during: tokio::sync::Mutex<Option<F>>,
+}
+
+impl<F, Fut> shared::ports::Mailer for MailingWhile<F>
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    async fn send(&self, mail: &shared::domain::Mail) -> Result<(), shared::ports::MailError> {
+        let during = self.during.lock().await.take();
+        if let Some(during) = during {
+            during().await;
+        }
+        self.ses.send(mail).await
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_marks_sent_only_the_notice_it_claimed_not_one_filed_while_it_mailed() {
+    let stack = Stack::start().await;
+    let now = Timestamp::now();
+    let from = verified_sender().await;
+    let owner = unique_address("refiled");
+    let hook = failing(
+        &stack,
+        "REFILE",
+        body_with("Refiled", &[&owner]),
+        Some(at(now, -3 * DAY)),
+    )
+    .await;
+    let path = format!("/projects/REFILE/webhooks/{}", hook.id);
+    // While the sweep's e-mail for the first disable is on its way, the
+    // owner re-enables the webhook and its endpoint answers 410 Gone
+    // (DisableOnGone): a second notice is filed.
+    let during = || async {
+        let reply = stack
+            .api
+            .admin("PATCH", &path, Some(json!({"enabled": true})))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let enabled = stack
+            .api
+            .store
+            .get(&hook.project, hook.id)
+            .await
+            .unwrap()
+            .unwrap();
+        stack
+            .api
+            .store
+            .disable_gone(&enabled, Timestamp::now())
+            .await
+            .unwrap();
+    };
+    let mailer = MailingWhile {
+        ses: SesMailer::from_sdk(&integration_tests::sdk_config().await),
+        during: tokio::sync::Mutex::new(Some(during)),
+    };
+    let notice = NoticeSettings {
+        from: from.clone(),
+        default_to: unique_address("ops"),
+        ..NoticeSettings::default()
+    };
+    let first = Sweeper::new(
+        stack.api.store.clone(),
+        mailer,
+        DEFAULT_WINDOW,
+        notice.clone(),
+    )
+    .sweep(now, later())
+    .await
+    .unwrap();
+    assert_eq!(
+        (first.disabled, first.mailed, first.claims_lost),
+        (1, 1, 1),
+        "{first:?}"
+    );
+    assert_eq!(sent_to(&owner).await.len(), 1, "the first notice's e-mail");
+    let pending = stack.api.store.pending_notices().await.unwrap();
+    assert_eq!(
+        pending.iter().filter(|h| h.id == hook.id).count(),
+        1,
+        "the second notice is still owed"
+    );
+    let second = sweeper(&stack.api.store, &from, &notice.default_to)
+        .await
+        .sweep(at(now, 60), later())
+        .await
+        .unwrap();
+    assert_eq!(second.mailed, 1, "{second:?}");
+    let mails = sent_to(&owner).await;
+    assert_eq!(mails.len(), 2, "one e-mail per disable");
+    assert!(mails[1].body.contains("410"), "{}", mails[1].body);
 }

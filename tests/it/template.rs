@@ -774,6 +774,8 @@ fn every_alarm_notifies_the_topic_that_alarm_email_subscribes_to() {
         "SenderFunction:Throttles",
         "SweeperFunction:Errors",
         "SweeperFunction:Throttles",
+        "SweeperFunction:NoticesDeferred",
+        "SenderFunction:HistoryWritesFailed",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -1033,4 +1035,27 @@ fn the_publish_share_reaches_the_config_api_and_stays_below_the_route_throttle()
         config.publish_share,
         shared::domain::PublishShare::per_second(local_stack::DEFAULT_PUBLISH_RATE)
     );
+}
+
+#[test]
+fn alarms_on_the_functions_metrics_name_metrics_the_code_publishes() {
+    use shared::telemetry::{DIMENSION, NAMESPACE, metric};
+    let d = deployed();
+    let mut named = BTreeSet::new();
+    for (name, alarm) in of_type(&d, "AWS::CloudWatch::Alarm") {
+        let p = &alarm["Properties"];
+        if p["Namespace"] != NAMESPACE {
+            continue;
+        }
+        let metric_name = p["MetricName"].as_str().unwrap().to_owned();
+        assert!(
+            metric::ALL.contains(&metric_name.as_str()),
+            "{name}: {metric_name} is not published by the code"
+        );
+        assert_eq!(p["Dimensions"][0]["Name"], DIMENSION, "{name}");
+        assert_eq!(p["Dimensions"].as_array().unwrap().len(), 1, "{name}");
+        named.insert(metric_name);
+    }
+    let all: BTreeSet<String> = metric::ALL.into_iter().map(str::to_owned).collect();
+    assert_eq!(named, all, "every published metric has its alarm");
 }

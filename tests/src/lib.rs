@@ -664,8 +664,36 @@ except Exception as e:
     }
 }
 
+/// The values of the metric `name` in the embedded-metric-format documents
+/// among `logs`, in order; each document is checked to declare it in the
+/// service's namespace with the function-name dimension.
+pub fn metric_values(logs: &str, name: &str) -> Vec<u64> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .filter_map(|doc| {
+            let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+            let declared = directive["Metrics"]
+                .as_array()?
+                .iter()
+                .any(|m| m["Name"] == name);
+            if !declared {
+                return None;
+            }
+            assert_eq!(directive["Namespace"], shared::telemetry::NAMESPACE);
+            assert_eq!(
+                directive["Dimensions"],
+                serde_json::json!([["FunctionName"]])
+            );
+            assert!(doc["FunctionName"].is_string(), "{doc}");
+            doc[name].as_u64()
+        })
+        .collect()
+}
+
 /// What the code logs while `run` runs on this thread, as JSON lines (the
-/// deployed functions' format).
+/// deployed functions' format), with its metric documents (embedded metric
+/// format) among them as they are.
 pub async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
     use std::sync::{Arc, Mutex};
     #[derive(Clone)]
@@ -679,13 +707,18 @@ pub async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
             Ok(())
         }
     }
+    use lambda_runtime::tracing::subscriber::filter::{LevelFilter, filter_fn};
+    use lambda_runtime::tracing::subscriber::layer::{Layer as _, SubscriberExt as _};
     let lines = Lines(Arc::default());
-    let writer = lines.clone();
-    let subscriber = lambda_runtime::tracing::subscriber::fmt()
+    let (writer, metrics) = (lines.clone(), lines.clone());
+    let logs = lambda_runtime::tracing::subscriber::fmt::layer()
         .json()
-        .with_max_level(lambda_runtime::tracing::Level::DEBUG)
         .with_writer(move || writer.clone())
-        .finish();
+        .with_filter(filter_fn(shared::telemetry::is_log))
+        .with_filter(LevelFilter::DEBUG);
+    let subscriber = lambda_runtime::tracing::subscriber::registry()
+        .with(logs)
+        .with(shared::telemetry::Metrics::new(move || metrics.clone()));
     let guard = tracing::subscriber::set_default(subscriber);
     let out = run.await;
     drop(guard);

@@ -6,7 +6,7 @@ use shared::config::{Env, process_env};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let config = ApiConfig::from_env(&Env::new(&process_env))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let router = app(&sdk, config).await?;

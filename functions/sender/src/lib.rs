@@ -562,6 +562,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         });
         if let Err(err) = written {
             tracing::error!(attempts = attempts.len(), error = %shared::error_chain(&err), "could not record the delivery history");
+            shared::telemetry::count(&[(shared::telemetry::metric::HISTORY_WRITES_FAILED, 1)]);
         }
     }
 

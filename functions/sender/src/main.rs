@@ -10,7 +10,7 @@ use shared::ports::{DeliveryQueue, DeliveryStore};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let config = SenderConfig::from_env(&Env::new(&process_env))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let http = HttpPoster::new(config.addresses.clone(), config.deadline)?;

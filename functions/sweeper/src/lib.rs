@@ -16,10 +16,11 @@ use shared::config::{ConfigError, Env};
 use shared::domain::history::{SuccessSearch, recovery};
 use shared::domain::notice::{
     DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW, NOTICE_COUNT_KEPT, cutoff, disable_notice,
-    disabled_reason, fallback_notice, notice_day,
+    disabled_reason, fallback_notice, next_notice_day, notice_day,
 };
 use shared::domain::{DeliveryLog, NoticeSettings, Timestamp, Webhook, WebhookId};
 use shared::ports::{MailError, Mailer, StoreError, SweepStore};
+use shared::telemetry::metric;
 
 /// A claim on a pending e-mail older than this is taken to be abandoned by a
 /// sweep that died, and the e-mail is claimed again.
@@ -89,9 +90,14 @@ pub struct SweepReport {
     /// E-mails the mail service refused for good, to the webhook's
     /// recipients and to the default recipient: given up.
     pub mail_refused: usize,
-    /// E-mails not sent because their project had its day's worth already;
-    /// each is logged with its webhook id.
-    pub mail_over_limit: usize,
+    /// E-mails over their project's day of e-mails: kept pending for the
+    /// next day's allowance (each logged with its webhook id, and counted in
+    /// the `NoticesDeferred` metric).
+    pub mail_deferred: usize,
+    /// Notices this sweep claimed but could not finish because they changed
+    /// meanwhile (re-enabled and disabled again, or taken over by another
+    /// sweep): left to the sweep that holds them now.
+    pub claims_lost: usize,
     /// The time budget ran out; the next sweep continues.
     pub out_of_time: bool,
 }
@@ -219,10 +225,15 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             mailed = report.mailed,
             mail_failures = report.mail_failures,
             mail_refused = report.mail_refused,
-            mail_over_limit = report.mail_over_limit,
+            mail_deferred = report.mail_deferred,
+            claims_lost = report.claims_lost,
             out_of_time = report.out_of_time,
             "sweep finished"
         );
+        shared::telemetry::count(&[(
+            metric::NOTICES_DEFERRED,
+            u64::try_from(report.mail_deferred).unwrap_or(u64::MAX),
+        )]);
         Ok(report)
     }
 
@@ -258,12 +269,15 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
     }
 
     /// Sends the disable e-mail once: claim it, count it against the
-    /// project's day (over the limit it is logged and not sent), send it,
-    /// mark it sent, or release it (and its count) for the next sweep when
-    /// the mail service fails. When the
-    /// mail service refuses the webhook's recipients for good, the notice goes
-    /// to the default recipient instead; refused again, it is given up (and
-    /// logged), so a bad address never makes every sweep call SES again.
+    /// project's day (over the limit it is deferred to the next day's
+    /// allowance, logged and counted), send it, mark it sent, or release it
+    /// (and its count) for the next sweep when the mail service fails. Each
+    /// step after the claim holds only while this sweep's claim does, so a
+    /// notice filed meanwhile (the webhook re-enabled and disabled again) is
+    /// never marked sent by the sweep that mailed the earlier one. When the
+    /// mail service refuses the webhook's recipients for good, the notice
+    /// goes to the default recipient instead; refused again, it is given up
+    /// (and logged), so a bad address never makes every sweep call SES again.
     async fn notify(
         &self,
         hook: &Webhook,
@@ -271,7 +285,8 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         report: &mut SweepReport,
     ) -> Result<(), StoreError> {
         let stale_before = cutoff(now, CLAIM_TTL);
-        if !self.store.claim_notice(hook, now, stale_before).await? {
+        let claim = now;
+        if !self.store.claim_notice(hook, claim, stale_before).await? {
             return Ok(());
         }
         let day = notice_day(now);
@@ -282,15 +297,19 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             .count_notice(&hook.project, &day, limit, expires_at)
             .await?
         {
-            report.mail_over_limit += 1;
+            let until = next_notice_day(now);
+            report.mail_deferred += 1;
             tracing::warn!(
                 project = %hook.project,
                 webhook_id = %hook.id,
                 limit,
                 day = %day,
-                "the project had its day's disable e-mails already; this notice is not sent"
+                until = %until,
+                "the project had its day's disable e-mails already; this notice waits for the next day's"
             );
-            return self.store.notice_sent(hook, now).await;
+            let held = self.store.defer_notice(hook, claim, until).await?;
+            self.settled(hook, held, report);
+            return Ok(());
         }
         let mail = disable_notice(hook, &self.notice, self.window);
         let mut sent = self.mailer.send(&mail).await;
@@ -308,7 +327,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             fallback = true;
             sent = self.mailer.send(&to_default).await;
         }
-        match sent {
+        let held = match sent {
             Ok(()) => {
                 report.mailed += 1;
                 tracing::info!(
@@ -318,7 +337,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                     to_default = fallback,
                     "disable notice sent"
                 );
-                self.store.notice_sent(hook, now).await
+                self.store.notice_sent(hook, claim, now).await?
             }
             Err(err @ MailError::Rejected(_)) => {
                 report.mail_refused += 1;
@@ -328,7 +347,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                     error = %shared::error_chain(&err),
                     "disable notice refused by the mail service for good; given up"
                 );
-                self.store.notice_sent(hook, now).await
+                self.store.notice_sent(hook, claim, now).await?
             }
             Err(err @ MailError::Unavailable(_)) => {
                 report.mail_failures += 1;
@@ -338,9 +357,20 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                     error = %shared::error_chain(&err),
                     "disable notice not sent; it stays pending"
                 );
-                self.store.release_notice(hook).await?;
-                self.store.uncount_notice(&hook.project, &day).await
+                self.store.uncount_notice(&hook.project, &day).await?;
+                self.store.release_notice(hook, claim).await?
             }
+        };
+        self.settled(hook, held, report);
+        Ok(())
+    }
+
+    /// Counts and logs a claim that no longer held when its notice was to
+    /// be settled: the notice there now is another sweep's to send.
+    fn settled(&self, hook: &Webhook, held: bool, report: &mut SweepReport) {
+        if !held {
+            report.claims_lost += 1;
+            tracing::warn!(project = %hook.project, webhook_id = %hook.id, "the notice changed while this sweep held it (re-enabled and disabled again, or taken over); left to the sweep that holds it now");
         }
     }
 }

@@ -16,7 +16,7 @@ const MARGIN: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init();
     let config = SweeperConfig::from_env(&Env::new(&process_env))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sweeper = Sweeper::new(

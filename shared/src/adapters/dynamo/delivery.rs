@@ -180,6 +180,7 @@ fn gone_update(at: Timestamp) -> Result<Update, StoreError> {
         .add(attr::FAILURE_COUNT, ":one")
         .remove(attr::NOTICE_CLAIMED_AT)
         .remove(attr::NOTICE_SENT_AT)
+        .remove(attr::NOTICE_DEFERRED_UNTIL)
         .condition(format!("{enabled} = :on"))
         .value(":on", AttributeValue::Bool(true))
         .value(":one", AttributeValue::N("1".into()))

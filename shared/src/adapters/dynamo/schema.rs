@@ -75,6 +75,9 @@ pub mod attr {
     pub const NOTICE_CLAIMED_AT: &str = "notice_claimed_at";
     /// When the auto-disable e-mail went out.
     pub const NOTICE_SENT_AT: &str = "notice_sent_at";
+    /// A pending e-mail over its project's day of e-mails waits for the
+    /// next day's: no sweep claims it before this.
+    pub const NOTICE_DEFERRED_UNTIL: &str = "notice_deferred_until";
 
     /// On the project counter item.
     pub const WEBHOOK_COUNT: &str = "webhook_count";
@@ -117,7 +120,7 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 8] = [
+pub const NOT_IN_FAILING_INDEX: [&str; 9] = [
     attr::RETRY_POLICY,
     attr::SLOW_SINCE,
     attr::SECRET,
@@ -126,10 +129,11 @@ pub const NOT_IN_FAILING_INDEX: [&str; 8] = [
     attr::PREVIOUS_SIGNING_UNTIL,
     attr::NOTICE_CLAIMED_AT,
     attr::NOTICE_SENT_AT,
+    attr::NOTICE_DEFERRED_UNTIL,
 ];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 26] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 27] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -153,6 +157,7 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 26] = [
     attr::FAILING_PK,
     attr::NOTICE_CLAIMED_AT,
     attr::NOTICE_SENT_AT,
+    attr::NOTICE_DEFERRED_UNTIL,
     attr::SIGNING_SECRET,
     attr::PREVIOUS_SIGNING_SECRET,
     attr::PREVIOUS_SIGNING_UNTIL,
@@ -160,7 +165,7 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 26] = [
 
 /// The fields that make up the failure state, cleared on re-enable (with
 /// the slow mark: a re-enabled webhook starts in the fast lane).
-pub const FAILURE_STATE: [&str; 10] = [
+pub const FAILURE_STATE: [&str; 11] = [
     attr::FAILING_SINCE,
     attr::LAST_FAILURE_AT,
     attr::LAST_FAILURE_REASON,
@@ -171,6 +176,7 @@ pub const FAILURE_STATE: [&str; 10] = [
     attr::FAILING_PK,
     attr::NOTICE_CLAIMED_AT,
     attr::NOTICE_SENT_AT,
+    attr::NOTICE_DEFERRED_UNTIL,
 ];
 
 /// The failure summary a success clears.
@@ -382,6 +388,8 @@ pub(super) struct WebhookItem {
     pub notice_claimed_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_sent_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_deferred_until: Option<Timestamp>,
 }
 
 impl WebhookItem {
@@ -393,6 +401,7 @@ impl WebhookItem {
             failing_pk: None,
             notice_claimed_at: None,
             notice_sent_at: None,
+            notice_deferred_until: None,
         }
     }
 }
@@ -549,6 +558,7 @@ mod tests {
         item.failing_pk = Some(NOTICE_PARTITION.into());
         item.notice_claimed_at = Some(now);
         item.notice_sent_at = Some(now);
+        item.notice_deferred_until = Some(now);
         serde_dynamo::to_item(item).unwrap()
     }
 

@@ -55,16 +55,21 @@ impl DynamoStore {
         }
     }
 
-    /// An update of the notice bookkeeping, only while the notice is pending.
+    /// An update of the notice bookkeeping, only while the notice is pending
+    /// and, given `claim`, still held by the sweep that claimed it then.
     async fn update_notice(
         &self,
         webhook: &Webhook,
         mut update: Update,
+        claim: Option<Timestamp>,
     ) -> Result<bool, StoreError> {
         let failing = update.name(attr::FAILING_PK);
         update
             .condition(format!("{failing} = :notice"))
             .value(":notice", s(NOTICE_PARTITION));
+        if let Some(claim) = claim {
+            held_by(&mut update, claim)?;
+        }
         self.update_webhook(&webhook.project, webhook.id, update)
             .await
             .map(|hook| hook.is_some())
@@ -110,6 +115,36 @@ fn count_update(limit: u32, expires_at: Timestamp) -> Update {
     update
 }
 
+/// Conditions `update` on the notice's claim being the one made at
+/// `claimed_at`: a sweep finishes only the notice it claimed, never one a
+/// re-enable and a new disable filed meanwhile.
+fn held_by(update: &mut Update, claimed_at: Timestamp) -> Result<(), StoreError> {
+    let claimed = update.name(attr::NOTICE_CLAIMED_AT);
+    update
+        .condition(format!("{claimed} = :claim"))
+        .value(":claim", to_value(&claimed_at)?);
+    Ok(())
+}
+
+/// The update `claim_notice` makes: the claim, unless another sweep holds a
+/// claim made after `stale_before` or the notice waits for a later day.
+fn claim_update(now: Timestamp, stale_before: Timestamp) -> Result<Update, StoreError> {
+    let mut update = Update::default();
+    let claimed = update.name(attr::NOTICE_CLAIMED_AT);
+    let deferred = update.name(attr::NOTICE_DEFERRED_UNTIL);
+    update
+        .set(attr::NOTICE_CLAIMED_AT, to_value(&now)?)
+        .condition(format!(
+            "attribute_not_exists({claimed}) OR {claimed} < :stale"
+        ))
+        .condition(format!(
+            "attribute_not_exists({deferred}) OR {deferred} <= :now"
+        ))
+        .value(":stale", to_value(&stale_before)?)
+        .value(":now", to_value(&now)?);
+    Ok(update)
+}
+
 /// Conditions `update` on the webhook being enabled, in the sweeper's
 /// `FAILING` or `DUE` partition, and failing since `since`, as it was read.
 fn still_failing_since(update: &mut Update, since: Timestamp) -> Result<(), StoreError> {
@@ -138,7 +173,8 @@ fn disable_update(since: Timestamp, at: Timestamp, reason: &str) -> Result<Updat
         .set(attr::UPDATED_AT, to_value(&at)?)
         .set(attr::FAILING_PK, s(NOTICE_PARTITION))
         .remove(attr::NOTICE_CLAIMED_AT)
-        .remove(attr::NOTICE_SENT_AT);
+        .remove(attr::NOTICE_SENT_AT)
+        .remove(attr::NOTICE_DEFERRED_UNTIL);
     still_failing_since(&mut update, since)?;
     Ok(update)
 }
@@ -232,30 +268,46 @@ impl SweepStore for DynamoStore {
         now: Timestamp,
         stale_before: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut update = Update::default();
-        let claimed = update.name(attr::NOTICE_CLAIMED_AT);
-        update
-            .set(attr::NOTICE_CLAIMED_AT, to_value(&now)?)
-            .condition(format!(
-                "attribute_not_exists({claimed}) OR {claimed} < :stale"
-            ))
-            .value(":stale", to_value(&stale_before)?);
-        self.update_notice(webhook, update).await
+        self.update_notice(webhook, claim_update(now, stale_before)?, None)
+            .await
     }
 
-    async fn notice_sent(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+    async fn notice_sent(
+        &self,
+        webhook: &Webhook,
+        claimed_at: Timestamp,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let mut update = Update::default();
         update
             .set(attr::NOTICE_SENT_AT, to_value(&at)?)
             .remove(attr::NOTICE_CLAIMED_AT)
+            .remove(attr::NOTICE_DEFERRED_UNTIL)
             .remove(attr::FAILING_PK);
-        self.update_notice(webhook, update).await.map(drop)
+        self.update_notice(webhook, update, Some(claimed_at)).await
     }
 
-    async fn release_notice(&self, webhook: &Webhook) -> Result<(), StoreError> {
+    async fn release_notice(
+        &self,
+        webhook: &Webhook,
+        claimed_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let mut update = Update::default();
         update.remove(attr::NOTICE_CLAIMED_AT);
-        self.update_notice(webhook, update).await.map(drop)
+        self.update_notice(webhook, update, Some(claimed_at)).await
+    }
+
+    async fn defer_notice(
+        &self,
+        webhook: &Webhook,
+        claimed_at: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut update = Update::default();
+        update
+            .set(attr::NOTICE_DEFERRED_UNTIL, to_value(&until)?)
+            .remove(attr::NOTICE_CLAIMED_AT);
+        self.update_notice(webhook, update, Some(claimed_at)).await
     }
 
     async fn count_notice(
