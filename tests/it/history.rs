@@ -1111,3 +1111,69 @@ async fn a_recovery_found_in_the_history_takes_the_due_mark_of_an_earlier_timeou
         .unwrap();
     assert_eq!(late.disabled, 1, "{late:?}");
 }
+
+#[tokio::test]
+async fn a_filtered_listing_fills_its_page_from_below_many_other_outcomes() {
+    use shared::domain::AttemptOutcome;
+    use shared::ports::DeliveryStore;
+    let stack = Stack::start().await;
+    let id = stack
+        .webhook(
+            "SPARSE",
+            "http://127.0.0.1:9/sparse",
+            &["run.completed"],
+            None,
+        )
+        .await;
+    let project = ProjectCode::parse("SPARSE").unwrap();
+    let hook_id = WebhookId::parse(&id).unwrap();
+    let start = Timestamp::now().before(Duration::from_secs(3600));
+    // One failed delivery, then 2,000 delivered ones after it (spread over
+    // the history's four partitions: more than ten narrow reads of each).
+    let delivery = |at: Timestamp| {
+        let ms = u64::try_from(at.as_datetime().timestamp_millis()).unwrap();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            u32::try_from(ms % 1000).unwrap() * 1_000_000,
+        ))
+    };
+    let failed_id = delivery(start);
+    let mut attempts = vec![recorded_attempt(
+        &project,
+        hook_id,
+        failed_id,
+        start,
+        AttemptOutcome::Failed,
+    )];
+    for i in 1..=2000 {
+        let at = start.after(Duration::from_millis(i * 100));
+        attempts.push(recorded_attempt(
+            &project,
+            hook_id,
+            delivery(at),
+            at,
+            AttemptOutcome::Delivered,
+        ));
+    }
+    let expires = DeliveryLog::default().expires_at(Timestamp::now()).unwrap();
+    stack
+        .api
+        .store
+        .record_attempts(&attempts, expires)
+        .await
+        .unwrap();
+    let page = list(&stack, "SPARSE", &id, "?status=failed&limit=20").await;
+    let found: Vec<&str> = page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["delivery_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [failed_id.to_string()], "{page}");
+    assert!(page["next_cursor"].is_null(), "{page}");
+    // Unfiltered, the same history pages by 20 as before.
+    let all = list(&stack, "SPARSE", &id, "?limit=20").await;
+    assert_eq!(all["deliveries"].as_array().unwrap().len(), 20);
+    assert!(all["next_cursor"].is_string());
+}

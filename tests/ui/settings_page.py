@@ -95,6 +95,27 @@ def main():
                 print(f"FAIL {name}: {error}")
                 raise SystemExit(1)
 
+        def ui_without_slash():
+            other = browser.new_page()
+            other.goto(f"{API}/ui")
+            assert other.url == f"{API}/ui/", other.url
+            other.get_by_label("API token (admin or project)").fill(TOKEN)
+            other.get_by_label("Project code").fill(PROJECT)
+            other.get_by_role("button", name="Sign in").click()
+            expect(other.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+            assert "?" not in other.url and TOKEN not in other.url, other.url
+            other.close()
+            # Were the script not to run, the form would send no token.
+            scriptless = browser.new_context(java_script_enabled=False)
+            bare = scriptless.new_page()
+            bare.goto(f"{API}/ui")
+            bare.locator("#token").fill(TOKEN)
+            bare.locator("#project").fill(PROJECT)
+            bare.locator("#sign-in-form button[type=submit]").click()
+            bare.wait_for_load_state()
+            assert TOKEN not in bare.url and PROJECT not in bare.url, bare.url
+            scriptless.close()
+
         def signs_in():
             sign_in(page)
             expect(page.locator("#who")).to_contain_text(PROJECT)
@@ -202,6 +223,51 @@ def main():
             page.get_by_role("button", name="Back to webhooks").click()
             expect(page.locator("#list li")).to_have_count(2)
 
+        def older_deliveries_follow_their_own_filter():
+            hook = call(
+                "POST",
+                f"/projects/{PROJECT}/webhooks",
+                {"title": "Many deliveries", "endpoint": f"{INSPECTOR}/many-{PROJECT}", "events": ["case.created"]},
+            )
+            for i in range(22):
+                call("POST", f"/projects/{PROJECT}/events", {"event_name": "case.created", "payload": {"id": i}})
+                time.sleep(0.25)  # within the project's publish share
+            wait_for(f"/many-{PROJECT}", 22)
+            listing = f"/projects/{PROJECT}/webhooks/{hook['id']}/deliveries?limit=100"
+            for _ in range(50):
+                if len(call("GET", listing)["deliveries"]) >= 22:
+                    break
+                time.sleep(0.2)
+            page.reload()
+            page.locator("#list li", has_text="Many deliveries").get_by_role("button", name="Deliveries").click()
+            rows = page.locator("#attempts li")
+            expect(rows).to_have_count(20)
+            expect(page.locator("#more")).to_be_visible()
+            # Hold the filtered page's answer: meanwhile, the unfiltered
+            # listing's "Older deliveries" must not be offered.
+            held = []
+            filtered = lambda url: "/deliveries?" in url and "status=failed" in url  # noqa: E731
+            page.route(filtered, lambda route: held.append(route))
+            page.get_by_label("Show").select_option("failed")
+            expect(page.locator("#more")).to_be_hidden()
+            for _ in range(50):
+                if held:
+                    break
+                page.wait_for_timeout(100)
+            held[0].continue_()
+            page.unroute(filtered)
+            expect(page.locator("#no-deliveries")).to_have_text("No failed deliveries recorded.")
+            expect(rows).to_have_count(0)
+            expect(page.locator("#more")).to_be_hidden()
+            page.get_by_label("Show").select_option("")
+            expect(rows).to_have_count(20)
+            page.locator("#more").click()
+            expect(rows).to_have_count(22)
+            page.get_by_role("button", name="Back to webhooks").click()
+            call("DELETE", f"/projects/{PROJECT}/webhooks/{hook['id']}")
+            page.reload()
+            expect(page.locator("#list li")).to_have_count(2)
+
         def works_at_360_px():
             page.set_viewport_size({"width": 360, "height": 740})
             page.reload()
@@ -232,6 +298,7 @@ def main():
         def no_script_errors():
             assert not errors, errors
 
+        check("/ui leads to /ui/, whose script runs; no token ever reaches a URL", ui_without_slash)
         check("signs in with the admin token and a project code", signs_in)
         check("creates a webhook through the form; an event arrives at the inspector", creates_and_delivers)
         check("the toggle turns the webhook off and on, and the API agrees", toggles)
@@ -239,6 +306,7 @@ def main():
         check("a title with HTML is shown as text and no dialog opens", shows_titles_as_text)
         check("reveals and rotates the signing secret", reveals_and_rotates_the_signing_secret)
         check("lists deliveries with their request and response, redelivers and pings", shows_deliveries_redelivers_and_pings)
+        check("a filter change drops the previous listing's cursor; older deliveries page on", older_deliveries_follow_their_own_filter)
         check("works at 360 px wide, deliveries included", works_at_360_px)
         check("signs out and forgets the token", signs_out)
         check("no script errors (the CSP blocked nothing the page needs)", no_script_errors)

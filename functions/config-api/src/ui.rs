@@ -86,10 +86,19 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
     response
 }
 
-/// `/ui`, `/ui/` (the page), `/ui/app.js`, `/ui/app.css`.
+/// Where `/ui` sends the browser: relative, so that it stays under any base
+/// path the API is served at.
+pub const UI_REDIRECT: &str = "ui/";
+
+/// `/ui/` (the page), `/ui/app.js`, `/ui/app.css`; `/ui` redirects to
+/// `/ui/`, where the page's relative `app.js` and `app.css` resolve (served
+/// at `/ui`, they would resolve to `/app.js`: no script would run).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/ui", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::permanent(UI_REDIRECT) }),
+        )
         .route("/ui/", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
         .route(
             "/ui/app.js",

@@ -212,7 +212,12 @@ async function loadDeliveries(append) {
   const status = $("d-status").value;
   const query = new URLSearchParams({ limit: "20" });
   if (status) query.set("status", status);
-  if (append && state.cursor) query.set("cursor", state.cursor);
+  // A cursor continues only the listing (and filter) it came from.
+  if (append && state.cursor && state.cursor.status === status) query.set("cursor", state.cursor.next);
+  if (!append) {
+    state.cursor = null;
+    $("more").hidden = true;
+  }
   const ticket = ++state.loads;
   try {
     const page = await api("GET", projectPath(`/${state.viewing.id}/deliveries?${query}`));
@@ -220,9 +225,14 @@ async function loadDeliveries(append) {
     const rows = page.deliveries.map(attemptRow);
     if (append) $("attempts").append(...rows);
     else $("attempts").replaceChildren(...rows);
-    state.cursor = page.next_cursor;
+    state.cursor = page.next_cursor ? { status, next: page.next_cursor } : null;
     $("more").hidden = !page.next_cursor;
     $("no-deliveries").hidden = $("attempts").children.length > 0;
+    $("no-deliveries").textContent = !status
+      ? "No deliveries recorded yet."
+      : page.next_cursor
+        ? `No ${status} deliveries among the latest; “Older deliveries” looks further back.`
+        : `No ${status} deliveries recorded.`;
   } catch (error) {
     $("deliveries-error").textContent = error.message;
   }

@@ -27,8 +27,12 @@ const BATCH_WRITE_MAX: usize = 25;
 /// first.
 const BATCH_WRITE_TRIES: u32 = 6;
 /// A filtered listing reads on until its page is full, at most this many
-/// Query calls (each reads up to 1 MB).
+/// rounds of one Query per history partition.
 const FILTERED_READS: usize = 10;
+/// Items a filtered listing's Query reads in a partition (before the
+/// filter, at most 1 MB): a page of failures is found among this many
+/// successes per partition and round, up to 20,000 items in all.
+const FILTERED_READ_ITEMS: u32 = 500;
 /// The sweeper's search for a success reads at most this many Query pages.
 const RECOVERY_READS: usize = 20;
 
@@ -367,6 +371,12 @@ impl HistoryStore for DynamoStore {
         let mut before = after.map(|cursor| attempt_sk(cursor.delivery_id, cursor.attempt));
         for _ in 0..FILTERED_READS {
             let wanted = limit.saturating_sub(page.items.len() as u32).max(1);
+            // The filter applies after the read: read widely, or a page of
+            // failures among many successes would come back empty.
+            let wanted = match filter {
+                Some(_) => wanted.max(FILTERED_READ_ITEMS),
+                None => wanted,
+            };
             let pages = futures::future::try_join_all((0..HISTORY_SHARDS).map(|shard| {
                 self.shard_page(
                     history_pk(project, webhook, shard),
