@@ -80,25 +80,42 @@ pub trait WebhookStore: Send + Sync {
         id: WebhookId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The webhook's signing secret; one stored before deliveries were signed
-    /// gets `fresh` (unless a concurrent write gave it one first). `None`
-    /// when there is no such webhook.
+    /// The webhook, with its signing secret; one stored before deliveries
+    /// were signed gets `fresh` (unless a concurrent write gave it one
+    /// first). `None` when there is no such webhook.
     fn signing_secret(
         &self,
         project: &ProjectCode,
         id: WebhookId,
         fresh: SigningSecret,
-    ) -> impl Future<Output = Result<Option<SigningSecret>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
 
     /// Makes `new` the signing secret; the one it replaces keeps signing
-    /// beside it until `overlap_until`. `None` when there is no such webhook.
+    /// beside it until `overlap_until`. Refused while the previous
+    /// rotation's overlap lasts at `now`: the secret it promised to keep
+    /// would be dropped early.
     fn rotate_signing_secret(
         &self,
         project: &ProjectCode,
         id: WebhookId,
         new: SigningSecret,
+        now: Timestamp,
         overlap_until: Timestamp,
-    ) -> impl Future<Output = Result<Option<SigningSecret>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+}
+
+/// What came of a signing-secret rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The new secret signs; the replaced one beside it until the overlap
+    /// ends.
+    Rotated(SigningSecret),
+    NotFound,
+    /// A previous rotation's overlap lasts until `until`: rotating now
+    /// would drop a secret receivers were promised until then.
+    Overlapping {
+        until: Timestamp,
+    },
 }
 
 /// Project tokens, stored as hashes.

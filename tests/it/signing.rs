@@ -132,17 +132,22 @@ async fn during_a_rotation_both_secrets_verify_and_the_old_one_stops_after_it() 
     verify(&new, &during.body, &during.headers).unwrap();
     verify(&old, &during.body, &during.headers).unwrap();
 
-    // End the overlap (as 24 hours would): only the new secret signs.
+    // End the overlap (as 24 hours would), rotate again with none: only
+    // the new secret signs.
     let project = ProjectCode::parse("SIGN").unwrap();
     let hook_id = WebhookId::parse(&id).unwrap();
+    end_overlap(&stack, "SIGN", &id).await;
     let newer = SigningSecret::generate().unwrap();
-    stack
-        .api
-        .store
-        .rotate_signing_secret(&project, hook_id, newer.clone(), Timestamp::now())
-        .await
-        .unwrap()
-        .unwrap();
+    let now = Timestamp::now();
+    assert_eq!(
+        stack
+            .api
+            .store
+            .rotate_signing_secret(&project, hook_id, newer.clone(), now, now)
+            .await
+            .unwrap(),
+        shared::ports::Rotation::Rotated(newer.clone())
+    );
     deliver_one(&stack).await;
     let after = rx.at("/rotating").pop().unwrap();
     assert_eq!(
@@ -301,6 +306,8 @@ async fn senders_and_a_read_assigning_a_secret_at_once_all_get_the_one_stored() 
                     .await
                     .unwrap()
                     .unwrap()
+                    .signing_secret
+                    .unwrap()
             }
         });
     }
@@ -319,4 +326,87 @@ async fn senders_and_a_read_assigning_a_secret_at_once_all_get_the_one_stored() 
         answers.iter().all(|a| *a == stored),
         "one secret, the stored one"
     );
+}
+
+/// Moves the end of the webhook's rotation overlap to a second ago, as the
+/// passing of the overlap would.
+async fn end_overlap(stack: &Stack, project: &str, id: &str) {
+    use shared::adapters::dynamo::schema::{attr, webhook_key};
+    let store = &stack.api.store;
+    let ended = Timestamp::now().before(std::time::Duration::from_secs(1));
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .set_key(Some(webhook_key(
+            &ProjectCode::parse(project).unwrap(),
+            WebhookId::parse(id).unwrap(),
+        )))
+        .update_expression("SET #until = :until")
+        .expression_attribute_names("#until", attr::PREVIOUS_SIGNING_UNTIL)
+        .expression_attribute_values(":until", serde_dynamo::to_attribute_value(ended).unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_overlap_shows_while_it_lasts_and_a_second_rotation_inside_it_keeps_its_promise() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let (id, first) = signed_webhook(&stack, &rx, "/twice").await;
+    let path = format!("/projects/SIGN/webhooks/{id}/signing-secret");
+    let read = stack.api.admin("GET", &path, None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(
+        read.body["previous_valid_until"].is_null(),
+        "no rotation yet"
+    );
+
+    let rotated = stack
+        .api
+        .admin("POST", &format!("{path}/rotate"), None)
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let second = rotated.body["signing_secret"].as_str().unwrap().to_owned();
+    let until = rotated.body["previous_valid_until"].clone();
+    let read = stack.api.admin("GET", &path, None).await;
+    assert_eq!(read.body["signing_secret"], second.as_str());
+    assert_eq!(
+        read.body["previous_valid_until"], until,
+        "shown while it lasts"
+    );
+
+    // A second rotation inside the overlap is refused with the time it may
+    // be done; the first secret keeps verifying as promised.
+    let again = stack
+        .api
+        .admin("POST", &format!("{path}/rotate"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert_eq!(again.error_code(), "rotation_overlap");
+    assert!(
+        again.text.contains(until.as_str().unwrap()),
+        "{}",
+        again.text
+    );
+    let wait: i64 = again.header("retry-after").unwrap().parse().unwrap();
+    let overlap = config_api::DEFAULT_SIGNING_OVERLAP.as_secs() as i64;
+    assert!((overlap - 60..=overlap + 1).contains(&wait), "{wait}");
+    let read = stack.api.admin("GET", &path, None).await;
+    assert_eq!(read.body["signing_secret"], second.as_str(), "unchanged");
+    deliver_one(&stack).await;
+    let during = rx.at("/twice").pop().unwrap();
+    verify(&first, &during.body, &during.headers).unwrap();
+    verify(&second, &during.body, &during.headers).unwrap();
+
+    // Once the overlap has ended, nothing is shown and rotating works.
+    end_overlap(&stack, "SIGN", &id).await;
+    let read = stack.api.admin("GET", &path, None).await;
+    assert!(read.body["previous_valid_until"].is_null(), "{}", read.text);
+    let third = stack
+        .api
+        .admin("POST", &format!("{path}/rotate"), None)
+        .await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.text);
 }

@@ -77,11 +77,12 @@ def main():
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         # Console errors, except the browser's note on an API answer that is
-        # an error on purpose (the invalid endpoint's 400).
+        # an error on purpose (the invalid endpoint's 400, the second
+        # rotation's 409).
         page.on(
             "console",
             lambda m: errors.append(m.text)
-            if m.type == "error" and "status of 400" not in m.text
+            if m.type == "error" and "status of 400" not in m.text and "status of 409" not in m.text
             else None,
         )
 
@@ -171,7 +172,18 @@ def main():
             confirm_next.append(True)
             page.get_by_role("button", name="Rotate").click()
             expect(page.locator("#signing-note")).to_contain_text("The old secret signs too")
-            assert page.locator("#signing-secret").text_content() != first
+            rotated = page.locator("#signing-secret").text_content()
+            assert rotated != first
+            # A second rotation inside the overlap is refused, and says why.
+            confirm_next.append(True)
+            page.get_by_role("button", name="Rotate").click()
+            expect(page.locator("#signing-note")).to_contain_text("still signs until")
+            assert page.locator("#signing-secret").text_content() == rotated
+            # Reopened, the form shows the overlap's end with the secret.
+            page.get_by_role("button", name="Cancel").click()
+            page.locator("#list li").first.get_by_role("button", name="Edit").click()
+            page.get_by_role("button", name="Reveal").click()
+            expect(page.locator("#signing-note")).to_contain_text("The previous secret signs too until")
             page.get_by_role("button", name="Cancel").click()
 
         def inspector(path):

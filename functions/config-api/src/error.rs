@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared::domain::FieldError;
+use shared::domain::{FieldError, Timestamp};
 use shared::ports::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
-    /// Seconds to wait before trying again (`Retry-After`), on a 429.
+    /// Seconds to wait before trying again (`Retry-After`), on a 429 or a
+    /// 409 that ends at a known time.
     pub retry_after: Option<u64>,
 }
 
@@ -51,6 +52,26 @@ impl ApiError {
                 "publish_rate_exceeded",
                 format!(
                     "this project published {limit} events in this second, its share of the publish rate; try again after {retry_after} s (Retry-After)"
+                ),
+            )
+        }
+    }
+
+    /// 409: a previous rotation's overlap lasts until `until` (it is `now`).
+    pub fn rotation_overlap(until: Timestamp, now: Timestamp) -> Self {
+        let wait = until
+            .as_datetime()
+            .signed_duration_since(now.as_datetime())
+            .num_seconds()
+            .max(0)
+            + 1;
+        Self {
+            retry_after: Some(u64::try_from(wait).unwrap_or(1)),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "rotation_overlap",
+                format!(
+                    "the previous rotation's old secret still signs until {until}; rotating now would drop it early, so rotate again after that time (Retry-After)"
                 ),
             )
         }

@@ -371,8 +371,11 @@ $("webhook-form").addEventListener("submit", async (event) => {
 
 $("reveal").addEventListener("click", async () => {
   try {
-    const { signing_secret } = await api("GET", projectPath(`/${state.editing.id}/signing-secret`));
-    $("signing-secret").textContent = signing_secret;
+    const shown = await api("GET", projectPath(`/${state.editing.id}/signing-secret`));
+    $("signing-secret").textContent = shown.signing_secret;
+    if (shown.previous_valid_until) {
+      $("signing-note").textContent = `The previous secret signs too until ${when(shown.previous_valid_until)}.`;
+    }
   } catch (error) {
     $("signing-note").textContent = error.message;
   }

@@ -9,6 +9,7 @@ use shared::domain::{
     WebhookPatch,
 };
 use shared::error_chain;
+use shared::ports::Rotation;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -71,21 +72,30 @@ pub async fn signing_secret<S: Store, Q: Queue>(
 ) -> Result<Json<SigningSecretView>, ApiError> {
     let project = principal.project(&project, WEBHOOK)?;
     let id = webhook_id(&id)?;
-    let secret = state
+    let hook = state
         .store
         .signing_secret(&project, id, new_signing_secret()?)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(WEBHOOK))?;
+    let secret = hook
+        .signing_secret
+        .as_ref()
+        .ok_or_else(ApiError::internal)?;
+    let now = Timestamp::now();
     Ok(Json(SigningSecretView {
         signing_secret: secret.expose().to_owned(),
-        previous_valid_until: None,
+        previous_valid_until: hook
+            .previous_signing(secret, now)
+            .and(hook.previous_signing_until),
     }))
 }
 
 /// `POST .../signing-secret/rotate`: a new signing secret; the one it
 /// replaces keeps signing beside it for the overlap (24 hours by default),
-/// so receivers can switch without missing a delivery.
+/// so receivers can switch without missing a delivery. Refused (409) while
+/// a previous rotation's overlap lasts: it would drop, before the time it
+/// promised, the secret receivers may still verify with.
 pub async fn rotate_signing_secret<S: Store, Q: Queue>(
     State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
@@ -95,12 +105,16 @@ pub async fn rotate_signing_secret<S: Store, Q: Queue>(
     let id = webhook_id(&id)?;
     let now = Timestamp::now();
     let until = now.after(state.signing_overlap);
-    let secret = state
+    let secret = match state
         .store
-        .rotate_signing_secret(&project, id, new_signing_secret()?, until)
+        .rotate_signing_secret(&project, id, new_signing_secret()?, now, until)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(WEBHOOK))?;
+    {
+        Rotation::Rotated(secret) => secret,
+        Rotation::NotFound => return Err(ApiError::not_found(WEBHOOK)),
+        Rotation::Overlapping { until } => return Err(ApiError::rotation_overlap(until, now)),
+    };
     tracing::info!(project = %project, webhook_id = %id, "signing secret rotated");
     Ok(Json(SigningSecretView {
         signing_secret: secret.expose().to_owned(),

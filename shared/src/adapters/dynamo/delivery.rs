@@ -248,6 +248,7 @@ impl DeliveryStore for DynamoStore {
     ) -> Result<SigningSecret, StoreError> {
         self.ensure_signing_secret(&webhook.project, webhook.id, fresh)
             .await?
+            .and_then(|hook| hook.signing_secret)
             .ok_or(StoreError::NotFound)
     }
 

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use serde::Serialize;
 
 use crate::domain::{ProjectCode, SigningSecret, Timestamp, Webhook, WebhookId};
-use crate::ports::StoreError;
+use crate::ports::{Rotation, StoreError, WebhookStore as _};
 
 mod delivery;
 mod history;
@@ -137,7 +137,7 @@ impl DynamoStore {
         project: &ProjectCode,
         id: WebhookId,
         fresh: SigningSecret,
-    ) -> Result<Option<SigningSecret>, StoreError> {
+    ) -> Result<Option<Webhook>, StoreError> {
         let mut update = Update::default();
         let current = update.name(attr::SIGNING_SECRET);
         update
@@ -149,7 +149,10 @@ impl DynamoStore {
         Ok(self
             .update_webhook(project, id, update)
             .await?
-            .map(|hook| hook.signing_secret.unwrap_or(fresh)))
+            .map(|mut hook| {
+                hook.signing_secret.get_or_insert(fresh);
+                hook
+            }))
     }
 
     /// Makes `new` the signing secret; the replaced one (or, for a webhook
@@ -160,17 +163,32 @@ impl DynamoStore {
         project: &ProjectCode,
         id: WebhookId,
         new: SigningSecret,
+        now: Timestamp,
         until: Timestamp,
-    ) -> Result<Option<SigningSecret>, StoreError> {
+    ) -> Result<Rotation, StoreError> {
         let mut update = Update::default();
         let current = update.name(attr::SIGNING_SECRET);
+        let previous_until = update.name(attr::PREVIOUS_SIGNING_UNTIL);
         update
             .set_expr(
                 attr::PREVIOUS_SIGNING_SECRET,
                 &format!("if_not_exists({current}, :signing_secret)"),
             )
             .set(attr::PREVIOUS_SIGNING_UNTIL, to_value(&until)?)
-            .set(attr::SIGNING_SECRET, to_value(&new)?);
-        Ok(self.update_webhook(project, id, update).await?.map(|_| new))
+            .set(attr::SIGNING_SECRET, to_value(&new)?)
+            .condition(format!(
+                "attribute_not_exists({previous_until}) OR {previous_until} <= :now"
+            ))
+            .value(":now", to_value(&now)?);
+        if self.update_webhook(project, id, update).await?.is_some() {
+            return Ok(Rotation::Rotated(new));
+        }
+        // Gone, or a previous overlap still lasts: the read tells which.
+        Ok(match self.get(project, id).await? {
+            None => Rotation::NotFound,
+            Some(hook) => Rotation::Overlapping {
+                until: hook.previous_signing_until.unwrap_or(now),
+            },
+        })
     }
 }

@@ -15,7 +15,7 @@ use crate::domain::{
     MAX_WEBHOOKS_PER_PROJECT, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookChanges,
     WebhookId,
 };
-use crate::ports::{Page, StoreError, WebhookStore};
+use crate::ports::{Page, Rotation, StoreError, WebhookStore};
 
 fn canceled(err: &TransactWriteItemsError) -> Option<&TransactionCanceledException> {
     match err {
@@ -297,7 +297,7 @@ impl WebhookStore for DynamoStore {
         project: &ProjectCode,
         id: WebhookId,
         fresh: SigningSecret,
-    ) -> Result<Option<SigningSecret>, StoreError> {
+    ) -> Result<Option<Webhook>, StoreError> {
         self.ensure_signing_secret(project, id, fresh).await
     }
 
@@ -306,9 +306,11 @@ impl WebhookStore for DynamoStore {
         project: &ProjectCode,
         id: WebhookId,
         new: SigningSecret,
+        now: Timestamp,
         overlap_until: Timestamp,
-    ) -> Result<Option<SigningSecret>, StoreError> {
-        self.rotate_signing(project, id, new, overlap_until).await
+    ) -> Result<Rotation, StoreError> {
+        self.rotate_signing(project, id, new, now, overlap_until)
+            .await
     }
 }
 
