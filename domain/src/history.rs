@@ -181,13 +181,91 @@ impl Attempt {
     }
 }
 
-/// `text` with every occurrence of `secret`, and a trailing start of it of
-/// at least 4 characters (or all of a shorter secret's), shown as `***`.
+/// The shortest run of base64 characters masked: a shorter one could be
+/// any text's.
+const MIN_BASE64_RUN: usize = 8;
+
+/// The forms an endpoint may echo `secret` in, longest first: as sent;
+/// JSON-escaped (`"`, `\`, and `/` as `\/` as some encoders write it);
+/// URL-encoded (`+` or `%20` for a space, upper- or lower-case hex); and
+/// base64 (standard and URL-safe alphabets): whole, padded, and as the
+/// characters that encode only the secret's bytes at each of the three
+/// alignments a longer encoded text may give it (so it is found inside an
+/// encoded header block too).
+fn echo_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut forms = vec![secret.to_owned()];
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_owned();
+    forms.push(json.replace('/', "\\/"));
+    forms.push(json);
+    let form_encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let percent = form_encoded.replace('+', "%20");
+    forms.push(lower_hex(&percent));
+    forms.push(lower_hex(&form_encoded));
+    forms.push(percent);
+    forms.push(form_encoded);
+    let n = secret.len();
+    for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+        for offset in 0..3 {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(secret.as_bytes());
+            let encoded = engine.encode(&bytes);
+            // Characters whose 6 bits all come from the secret.
+            let start = (8 * offset).div_ceil(6);
+            let end = (8 * (offset + n)) / 6;
+            if let Some(run) = encoded.get(start..end)
+                && run.len() >= MIN_BASE64_RUN
+            {
+                forms.push(run.to_owned());
+            }
+        }
+    }
+    for engine in [STANDARD, URL_SAFE] {
+        let whole = engine.encode(secret);
+        if whole.len() >= MIN_BASE64_RUN {
+            forms.push(whole);
+        }
+    }
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+/// `text` with each `%XX` escape's hex digits in lower case.
+fn lower_hex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut escape = 0;
+    for c in text.chars() {
+        if c == '%' {
+            escape = 2;
+            out.push(c);
+        } else if escape > 0 {
+            escape -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` with every occurrence of `secret` in any form an echo takes
+/// ([`echo_forms`]), and a trailing start of it as sent of at least 4
+/// characters (or all of a shorter secret's), shown as `***`.
 fn mask(text: &str, secret: &str) -> String {
     if secret.is_empty() {
         return text.to_owned();
     }
-    let mut masked = text.replace(secret, MASKED);
+    let mut masked = text.to_owned();
+    for form in echo_forms(secret) {
+        masked = masked.replace(&form, MASKED);
+    }
     let shortest = secret.len().min(4);
     if let Some(cut) = (shortest..secret.len())
         .rev()
@@ -600,6 +678,67 @@ mod tests {
         assert_eq!(without.response_body.as_deref(), Some("s3cret-value"));
         assert_eq!(mask("a s", "s"), "a ***");
         assert_eq!(mask("abc", ""), "abc");
+    }
+
+    #[test]
+    fn a_secret_echoed_json_escaped_is_masked() {
+        let secret = r#"quote"back\slash/x"#;
+        let json = serde_json::json!({ "x-qase-secret": secret }).to_string();
+        assert!(!json.contains(secret), "escaped: {json}");
+        assert_eq!(mask(&json, secret), r#"{"x-qase-secret":"***"}"#);
+        // PHP's json_encode also escapes '/'.
+        let php = r#"{"s":"quote\"back\\slash\/x"}"#;
+        assert_eq!(mask(php, secret), r#"{"s":"***"}"#);
+    }
+
+    #[test]
+    fn a_secret_echoed_url_encoded_is_masked() {
+        let secret = "s3cret value/&=+?";
+        for echoed in [
+            "s3cret+value%2F%26%3D%2B%3F",
+            "s3cret%20value%2F%26%3D%2B%3F",
+            "s3cret+value%2f%26%3d%2b%3f",
+            "s3cret%20value%2f%26%3d%2b%3f",
+        ] {
+            assert_eq!(
+                mask(&format!("?secret={echoed}&x=1"), secret),
+                "?secret=***&x=1",
+                "{echoed}"
+            );
+        }
+        assert_eq!(lower_hex("a%2Fb%3DC"), "a%2fb%3dC");
+    }
+
+    #[test]
+    fn a_secret_echoed_base64_encoded_is_masked_at_any_alignment() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let secret = "s3cret-value>>??";
+        for engine in [STANDARD, URL_SAFE] {
+            let whole = engine.encode(secret);
+            assert_eq!(mask(&whole, secret), "***", "{whole}");
+            // Inside a longer encoded text, after 0, 1 or 2 other bytes.
+            for prefix in ["", "X", "XY", "XYZ", "x-qase-secret: "] {
+                let encoded = engine.encode(format!("{prefix}{secret}\r\n"));
+                let masked = mask(&encoded, secret);
+                assert!(masked.contains(MASKED), "{prefix:?}: {encoded}");
+                let core = &engine.encode(secret)[2..18];
+                assert!(!masked.contains(core), "{prefix:?}: {masked}");
+            }
+        }
+        // A short secret's runs are too short to be told from other text.
+        assert!(echo_forms("abc").iter().all(|f| f.len() < MIN_BASE64_RUN));
+        assert_eq!(mask("YWJj", "abc"), "YWJj");
+    }
+
+    #[test]
+    fn the_echo_forms_are_longest_first_and_each_once() {
+        let forms = echo_forms("a b");
+        assert_eq!(forms, ["a%20b", "a b", "a+b"]);
+        let forms = echo_forms("0123456789ab");
+        assert!(forms.windows(2).all(|w| w[0].len() >= w[1].len()));
+        assert!(forms.contains(&"MDEyMzQ1Njc4OWFi".to_owned()));
+        assert_eq!(forms.iter().filter(|f| *f == "0123456789ab").count(), 1);
     }
 
     #[test]

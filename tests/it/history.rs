@@ -1177,3 +1177,68 @@ async fn a_filtered_listing_fills_its_page_from_below_many_other_outcomes() {
     assert_eq!(all["deliveries"].as_array().unwrap().len(), 20);
     assert!(all["next_cursor"].is_string());
 }
+
+#[tokio::test]
+async fn an_endpoint_that_echoes_the_secret_escaped_or_encoded_does_not_put_it_in_the_history() {
+    use base64::Engine as _;
+    // Answers with the secret JSON-escaped, URL-encoded and base64-encoded,
+    // as echo services and debugging endpoints do.
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let secret = headers
+            .get("x-qase-secret")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let block = format!("x-qase-secret: {secret}\r\n");
+        json!({
+            "json": secret,
+            "query": format!("secret={encoded}"),
+            "base64": base64::engine::general_purpose::STANDARD.encode(&secret),
+            "headers_base64": base64::engine::general_purpose::STANDARD.encode(block),
+        })
+        .to_string()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stack = Stack::start().await;
+    let secret = r#"echo "quoted" \back/slash & more"#;
+    let id = stack
+        .webhook(
+            "ECHOES",
+            &format!("http://{addr}/echo"),
+            &["run.completed"],
+            Some(secret),
+        )
+        .await;
+    stack.api.publish_run("ECHOES").await;
+    stack.deliver_all().await;
+    let page = list(&stack, "ECHOES", &id, "").await;
+    let delivery = page["deliveries"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = detail(&stack, "ECHOES", &id, &delivery).await;
+    let body = one["attempts"][0]["response_body"].as_str().unwrap();
+    let echoed: Value = serde_json::from_str(body).unwrap();
+    for field in ["json", "query", "base64", "headers_base64"] {
+        assert!(
+            echoed[field].as_str().unwrap().contains("***"),
+            "{field}: {body}"
+        );
+    }
+    let stored = stored_history_text(&stack).await;
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let escaped = serde_json::to_string(secret).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    for form in [
+        secret,
+        escaped.trim_matches('"'),
+        encoded.as_str(),
+        &b64[..b64.len() - 4],
+    ] {
+        assert!(!body.contains(form), "{form}: {body}");
+        assert!(!stored.contains(form), "{form} stored");
+    }
+}
