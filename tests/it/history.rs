@@ -959,12 +959,7 @@ async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
     // record near DynamoDB's item limit: two fill a 1 MB page, so the
     // search meets 25 pages without a success before it reaches it.
     let delivery_at = |at: Timestamp, shard: Option<u8>| loop {
-        let ms = u64::try_from(at.as_datetime().timestamp_millis()).unwrap();
-        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            ms / 1000,
-            u32::try_from(ms % 1000).unwrap() * 1_000_000,
-        ));
+        let id = delivery_id_at(at);
         if shard.is_none_or(|s| history_shard(id) == s) {
             break id;
         }
@@ -1001,6 +996,16 @@ async fn a_history_search_that_stops_before_it_can_tell_does_not_disable() {
     let view = store.get(&project, hook_id).await.unwrap().unwrap();
     assert!(view.enabled, "could not tell is not no success");
     assert_eq!(view.failing_since, Some(since), "nothing else changed");
+}
+
+/// A delivery id (UUIDv7) made at `at`: where the history sorts it.
+fn delivery_id_at(at: Timestamp) -> uuid::Uuid {
+    let ms = u64::try_from(at.as_datetime().timestamp_millis()).unwrap();
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from(ms % 1000).unwrap() * 1_000_000,
+    ))
 }
 
 /// A first attempt of `delivery_id` to the webhook, started and completed
@@ -1130,14 +1135,7 @@ async fn a_filtered_listing_fills_its_page_from_below_many_other_outcomes() {
     let start = Timestamp::now().before(Duration::from_secs(3600));
     // One failed delivery, then 2,000 delivered ones after it (spread over
     // the history's four partitions: more than ten narrow reads of each).
-    let delivery = |at: Timestamp| {
-        let ms = u64::try_from(at.as_datetime().timestamp_millis()).unwrap();
-        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            ms / 1000,
-            u32::try_from(ms % 1000).unwrap() * 1_000_000,
-        ))
-    };
+    let delivery = delivery_id_at;
     let failed_id = delivery(start);
     let mut attempts = vec![recorded_attempt(
         &project,

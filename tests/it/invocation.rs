@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 use shared::adapters::{HttpPoster, SqsQueue};
 use shared::domain::delivery::{ANSWER_RESERVE, RECORD_MARGIN};
 use shared::domain::{
-    Attempt, DeliveryLog, DeliveryMessage, Lane, ProjectCode, PublishInput, SigningSecret,
-    Timestamp, Webhook, WebhookId,
+    Attempt, DeliveryLog, DeliveryMessage, Lane, SigningSecret, Timestamp, Webhook, WebhookId,
 };
-use shared::ports::{DeliveryStore, StoreError, WebhookKey, WebhookStore};
+use shared::ports::{DeliveryStore, StoreError, WebhookKey};
 
 /// The emulator's store, but a failure is never recorded: the write hangs
 /// for as long as it is waited for, as a throttled table with SDK retries
@@ -90,25 +89,6 @@ impl DeliveryStore for Stalled {
     }
 }
 
-/// The stored webhook `id` of `project` and a first-attempt message of a
-/// `run.completed` event for it.
-async fn stored_with_message(stack: &Stack, project: &str, id: &str) -> DeliveryMessage {
-    let project = ProjectCode::parse(project).unwrap();
-    let hook = stack
-        .api
-        .store
-        .get(&project, WebhookId::parse(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let event =
-        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
-            .unwrap()
-            .validate(project, Timestamp::now())
-            .unwrap();
-    DeliveryMessage::new(&event, hook.id, event.envelope().unwrap())
-}
-
 /// An SQS batch of these messages, each with its name as message id.
 fn batch(messages: &[(&str, &DeliveryMessage)]) -> SqsEvent {
     let mut event = SqsEvent::default();
@@ -150,8 +130,8 @@ async fn a_webhook_write_that_never_ends_leaves_the_retry_the_history_and_the_an
     let healthy = stack
         .webhook("TIME", &rx.url("/healthy"), &["run.completed"], None)
         .await;
-    let to_failing = stored_with_message(&stack, "TIME", &failing).await;
-    let to_healthy = stored_with_message(&stack, "TIME", &healthy).await;
+    let to_failing = stack.first_message("TIME", &failing).await.1;
+    let to_healthy = stack.first_message("TIME", &healthy).await.1;
     let stalled = Arc::new(AtomicUsize::new(0));
     let store = Stalled {
         store: stack.api.store.clone(),
@@ -224,7 +204,7 @@ async fn an_attempt_that_comes_back_to_a_disabled_webhook_keeps_its_post_in_the_
         .as_str()
         .unwrap()
         .to_owned();
-    let message = stored_with_message(&stack, "BACK", &id).await;
+    let message = stack.first_message("BACK", &id).await.1;
     // No queue takes the retry: the attempt is POSTed, recorded and
     // returned to its queue.
     let http = HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2)).unwrap();
@@ -274,7 +254,7 @@ async fn a_history_write_that_fails_is_published_as_a_metric_and_the_delivery_st
     let id = stack
         .webhook("LOST", &rx.url("/lost"), &["run.completed"], None)
         .await;
-    let message = stored_with_message(&stack, "LOST", &id).await;
+    let message = stack.first_message("LOST", &id).await.1;
     let store = Stalled {
         store: stack.api.store.clone(),
         stalled: Arc::default(),

@@ -23,31 +23,6 @@ async fn webhook(stack: &Stack, endpoint: &str, policy: &str) -> String {
         .to_owned()
 }
 
-/// The stored webhook `id` of project RETRY, and a first-attempt message of
-/// a `run.completed` event for it, as the sender receives them.
-async fn stored_with_message(
-    stack: &Stack,
-    id: &str,
-) -> (shared::domain::Webhook, shared::domain::DeliveryMessage) {
-    use shared::domain::{DeliveryMessage, ProjectCode, PublishInput, Timestamp, WebhookId};
-    use shared::ports::WebhookStore;
-    let project = ProjectCode::parse("RETRY").unwrap();
-    let hook = stack
-        .api
-        .store
-        .get(&project, WebhookId::parse(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let event =
-        serde_json::from_str::<PublishInput>(r#"{"event_name":"run.completed","payload":{}}"#)
-            .unwrap()
-            .validate(project, Timestamp::now())
-            .unwrap();
-    let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
-    (hook, message)
-}
-
 /// Delivers until `done` holds or `limit` passes; answers how long it took.
 async fn deliver_until(stack: &Stack, limit: Duration, done: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
@@ -183,7 +158,7 @@ async fn a_retry_that_cannot_be_queued_returns_the_attempt_after_recording_the_f
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     let id = webhook(&stack, &rx.url("/unqueued?status=503"), "standard").await;
-    let (hook, message) = stored_with_message(&stack, &id).await;
+    let (hook, message) = stack.first_message("RETRY", &id).await;
     // A queue that refuses every message.
     let http =
         shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))

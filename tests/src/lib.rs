@@ -572,6 +572,36 @@ pub mod stack {
             hook["id"].as_str().unwrap().to_owned()
         }
 
+        /// The stored webhook `id` of `project`, and a first-attempt
+        /// message of a `run.completed` event for it, as the sender
+        /// receives one.
+        pub async fn first_message(
+            &self,
+            project: &str,
+            id: &str,
+        ) -> (shared::domain::Webhook, shared::domain::DeliveryMessage) {
+            use shared::domain::{
+                DeliveryMessage, ProjectCode, PublishInput, Timestamp, WebhookId,
+            };
+            use shared::ports::WebhookStore;
+            let project = ProjectCode::parse(project).unwrap();
+            let hook = self
+                .api
+                .store
+                .get(&project, WebhookId::parse(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            let event = serde_json::from_str::<PublishInput>(
+                r#"{"event_name":"run.completed","payload":{}}"#,
+            )
+            .unwrap()
+            .validate(project, Timestamp::now())
+            .unwrap();
+            let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
+            (hook, message)
+        }
+
         pub async fn get(&self, project: &str, id: &str) -> Value {
             self.api
                 .admin("GET", &format!("/projects/{project}/webhooks/{id}"), None)

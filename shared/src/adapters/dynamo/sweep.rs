@@ -374,7 +374,12 @@ mod tests {
         );
         assert!(update.expression().starts_with("REMOVE #failing_since"));
         let moved = recover_update(since, None, Recovery::FailingSince(last)).unwrap();
-        assert_eq!(moved.expression(), "SET #failing_since = :failing_since");
+        assert_eq!(
+            moved.expression(),
+            "SET #failing_since = :failing_since, #failing_pk = :failing_pk",
+            "and a DUE mark goes"
+        );
+        assert_eq!(moved.values[":failing_pk"], s(FAILING_PARTITION));
         assert!(
             moved
                 .condition_expression()
