@@ -173,9 +173,20 @@ impl Attempt {
     /// (an endpoint that echoes its request, say), and a start of it cut off
     /// by the 1 KiB limit: the secret is write-only, and the history is shown
     /// to anyone holding a token of the project.
-    pub fn masking(mut self, secret: Option<&Secret>) -> Self {
-        if let (Some(body), Some(secret)) = (&mut self.response_body, secret) {
-            *body = mask(body, secret.expose());
+    pub fn masking(self, secret: Option<&Secret>) -> Self {
+        self.masking_all(secret)
+    }
+
+    /// [`Attempt::masking`] for each of `secrets` (the webhook's secret and
+    /// its custom header values).
+    pub fn masking_all<'a>(mut self, secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        if let Some(body) = &mut self.response_body {
+            // Longest first: one value may hold another.
+            let mut secrets: Vec<&Secret> = secrets.into_iter().collect();
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+            for secret in secrets {
+                *body = mask(body, secret.expose());
+            }
         }
         self
     }
@@ -298,7 +309,7 @@ pub fn masked_headers(headers: &[Header]) -> Headers {
             } else {
                 h.value.clone()
             };
-            (Cow::Borrowed(h.name), value)
+            (h.name.clone(), value)
         })
         .collect()
 }
@@ -729,6 +740,30 @@ mod tests {
         // A short secret's runs are too short to be told from other text.
         assert!(echo_forms("abc").iter().all(|f| f.len() < MIN_BASE64_RUN));
         assert_eq!(mask("YWJj", "abc"), "YWJj");
+    }
+
+    #[test]
+    fn every_write_only_value_is_masked_the_longest_first() {
+        let hook = webhook(None);
+        let values = [
+            Secret::new("token-1234".into()),
+            Secret::new("Bearer token-1234-and-more".into()),
+        ];
+        let body = b"auth=Bearer token-1234-and-more; again token-1234";
+        let masked = Attempt::of(
+            &stored_event().redelivery(hook.id).unwrap(),
+            Timestamp::now(),
+        )
+        .sent(
+            Headers::new(),
+            &Outcome::Delivered { status: 200 },
+            Duration::ZERO,
+            body,
+        )
+        .masking_all(&values)
+        .response_body
+        .unwrap();
+        assert_eq!(masked, "auth=***; again ***");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod catalog;
 pub mod delivery;
+pub mod headers;
 pub mod history;
 pub mod lane;
 pub mod notice;
@@ -21,6 +22,7 @@ pub use delivery::{
     DeliveryMessage, Dispatch, Event, FailureReason, FailureRules, Fault, Outcome, PublishInput,
     Record, Skip, Trigger, Verdict,
 };
+pub use headers::CustomHeaders;
 pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent};
 pub use lane::{Lane, LaneNames, Route};
 pub use notice::{Mail, NoticeSettings};

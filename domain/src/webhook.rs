@@ -1,7 +1,7 @@
 //! Webhooks (`docs/ARCHITECTURE.md`, "Webhooks"): the stored shape, the derived status, and
 //! the validation of every field a client may send.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::validation::not_null;
 use super::{
-    AddressPolicy, EventName, FieldError, ProjectCode, RetryPolicy, Secret, SigningSecret,
-    Timestamp,
+    AddressPolicy, CustomHeaders, EventName, FieldError, ProjectCode, RetryPolicy, Secret,
+    SigningSecret, Timestamp,
 };
 
 /// A project holds at most this many webhooks.
@@ -74,6 +74,9 @@ pub struct Webhook {
     pub endpoint: Url,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
+    /// Sent on every delivery; the values are write-only.
+    #[serde(default, skip_serializing_if = "CustomHeaders::is_empty")]
+    pub headers: CustomHeaders,
     pub events: BTreeSet<EventName>,
     pub enabled: bool,
     #[serde(default)]
@@ -163,6 +166,8 @@ pub struct WebhookInput {
     #[serde(default, deserialize_with = "not_null")]
     pub secret: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "not_null")]
     pub events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "not_null")]
     pub enabled: Option<bool>,
@@ -178,6 +183,7 @@ pub struct NewWebhook {
     pub title: String,
     pub endpoint: Url,
     pub secret: Option<Secret>,
+    pub headers: CustomHeaders,
     pub events: BTreeSet<EventName>,
     pub enabled: bool,
     pub notify_emails: Vec<String>,
@@ -189,12 +195,14 @@ impl WebhookInput {
         let title = validate_title(&required(self.title, "title")?)?;
         let endpoint = validate_endpoint(&required(self.endpoint, "endpoint")?, rules)?;
         let secret = self.secret.map(|s| validate_secret(&s)).transpose()?;
+        let headers = CustomHeaders::validate(self.headers.unwrap_or_default())?;
         let events = validate_events(&required(self.events, "events")?)?;
         let notify_emails = validate_notify_emails(&self.notify_emails.unwrap_or_default())?;
         Ok(NewWebhook {
             title,
             endpoint,
             secret,
+            headers,
             events,
             enabled: self.enabled.unwrap_or(true),
             notify_emails,
@@ -215,6 +223,7 @@ impl NewWebhook {
             title: self.title,
             endpoint: self.endpoint,
             secret: self.secret,
+            headers: self.headers,
             events: self.events,
             enabled: self.enabled,
             notify_emails: self.notify_emails,
@@ -246,6 +255,10 @@ pub struct WebhookPatch {
     pub endpoint: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub secret: Option<Option<String>>,
+    /// The whole set of custom headers: it replaces the stored one (`{}`
+    /// removes them all).
+    #[serde(default, deserialize_with = "not_null")]
+    pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "not_null")]
     pub events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "not_null")]
@@ -263,6 +276,7 @@ pub struct WebhookChanges {
     pub endpoint: Option<Url>,
     /// `Some(None)` removes the secret.
     pub secret: Option<Option<Secret>>,
+    pub headers: Option<CustomHeaders>,
     pub events: Option<BTreeSet<EventName>>,
     pub enabled: Option<bool>,
     pub notify_emails: Option<Vec<String>>,
@@ -281,6 +295,7 @@ impl WebhookPatch {
                 .secret
                 .map(|s| s.map(|s| validate_secret(&s)).transpose())
                 .transpose()?,
+            headers: self.headers.map(CustomHeaders::validate).transpose()?,
             events: self.events.map(|e| validate_events(&e)).transpose()?,
             enabled: self.enabled,
             notify_emails: self
@@ -504,6 +519,7 @@ mod tests {
             title: Some("Slack notifier".into()),
             endpoint: Some("https://hooks.example.com/qase".into()),
             secret: Some("s3cret".into()),
+            headers: None,
             events: Some(vec!["run.completed".into(), "defect.created".into()]),
             enabled: None,
             notify_emails: Some(vec!["owner@example.com".into()]),

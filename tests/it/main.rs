@@ -7,6 +7,7 @@ mod aws_calls;
 mod config_api;
 mod delivery;
 mod events;
+mod headers;
 mod history;
 mod invocation;
 mod lanes;

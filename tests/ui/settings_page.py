@@ -280,6 +280,32 @@ def main():
             page.reload()
             expect(page.locator("#list li")).to_have_count(2)
 
+        def custom_headers_are_write_only():
+            page.locator("#list li").first.get_by_role("button", name="Edit").click()
+            page.get_by_role("button", name="Add header").click()
+            page.get_by_label("Header name").fill("Host")
+            page.get_by_label("Header value").fill("gw-value-1234")
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#headers-error")).to_contain_text("set by the service")
+            page.get_by_label("Header name").fill("X-Gateway")
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#list li")).to_have_count(2)
+            assert webhooks()[0]["headers"] == {"x-gateway": "***"}, webhooks()[0]
+            # Reopened: the name is shown, the value is not; saving without
+            # touching the headers keeps them.
+            page.locator("#list li").first.get_by_role("button", name="Edit").click()
+            expect(page.get_by_label("Header name")).to_have_value("x-gateway")
+            expect(page.get_by_label("Header value")).to_have_value("")
+            expect(page.locator("#headers-note")).to_be_visible()
+            assert "gw-value-1234" not in page.content()
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#list li")).to_have_count(2)
+            assert webhooks()[0]["headers"] == {"x-gateway": "***"}, webhooks()[0]
+            count = len(inspector(f"/ui-{PROJECT}"))
+            call("POST", f"/projects/{PROJECT}/events", {"event_name": "run.completed", "payload": {"id": 2}})
+            received = wait_for(f"/ui-{PROJECT}", count + 1)
+            assert received[-1]["headers"].get("x-gateway") == "gw-value-1234", received[-1]["headers"]
+
         def works_at_360_px():
             page.set_viewport_size({"width": 360, "height": 740})
             page.reload()
@@ -320,6 +346,7 @@ def main():
         check("lists deliveries with their request and response, redelivers and pings", shows_deliveries_redelivers_and_pings)
         check("a filter change drops the previous listing's cursor; older deliveries page on", older_deliveries_follow_their_own_filter)
         check("works at 360 px wide, deliveries included", works_at_360_px)
+        check("custom headers: a refused name says why, values are write-only and arrive", custom_headers_are_write_only)
         check("signs out and forgets the token", signs_out)
         check("no script errors (the CSP blocked nothing the page needs)", no_script_errors)
         browser.close()

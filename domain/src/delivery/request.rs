@@ -79,7 +79,8 @@ pub const REDELIVERY_HEADER: &str = "X-Qase-Redelivery";
 /// One request header of a dispatch.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Header {
-    pub name: &'static str,
+    /// Borrowed for the service's own names; a custom header's is owned.
+    pub name: Cow<'static, str>,
     /// Borrowed for the values that never change, so that sending them
     /// copies nothing.
     pub value: Cow<'static, str>,
@@ -121,7 +122,8 @@ fn header_safe(value: &str) -> bool {
         .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-/// Builds the request for one eligible delivery, signed with `signing` (and
+/// Builds the request for one eligible delivery (with the webhook's custom
+/// headers, values marked sensitive), signed with `signing` (and
 /// with the webhook's previous signing secret while a rotation overlaps) as
 /// of `now`. The envelope is moved into the body, not copied. Refuses a
 /// secret that cannot be a header value (validation admits none; a webhook
@@ -145,44 +147,44 @@ pub fn prepare(
     }
     let mut headers = vec![
         Header {
-            name: "Content-Type",
+            name: Cow::Borrowed("Content-Type"),
             value: Cow::Borrowed("application/json"),
             sensitive: false,
         },
         Header {
-            name: "User-Agent",
+            name: Cow::Borrowed("User-Agent"),
             value: Cow::Borrowed(USER_AGENT),
             sensitive: false,
         },
         Header {
-            name: DELIVERY_ID_HEADER,
+            name: Cow::Borrowed(DELIVERY_ID_HEADER),
             value: Cow::Owned(message.delivery_id.to_string()),
             sensitive: false,
         },
         Header {
-            name: EVENT_HEADER,
+            name: Cow::Borrowed(EVENT_HEADER),
             value: Cow::Borrowed(message.event_name.as_str()),
             sensitive: false,
         },
         Header {
-            name: WEBHOOK_ID_HEADER,
+            name: Cow::Borrowed(WEBHOOK_ID_HEADER),
             value: Cow::Owned(webhook_id),
             sensitive: false,
         },
         Header {
-            name: WEBHOOK_TIMESTAMP_HEADER,
+            name: Cow::Borrowed(WEBHOOK_TIMESTAMP_HEADER),
             value: Cow::Owned(timestamp.to_string()),
             sensitive: false,
         },
         Header {
-            name: WEBHOOK_SIGNATURE_HEADER,
+            name: Cow::Borrowed(WEBHOOK_SIGNATURE_HEADER),
             value: Cow::Owned(signatures.join(" ")),
             sensitive: false,
         },
     ];
     if message.trigger == Trigger::Redelivery {
         headers.push(Header {
-            name: REDELIVERY_HEADER,
+            name: Cow::Borrowed(REDELIVERY_HEADER),
             value: Cow::Borrowed("true"),
             sensitive: false,
         });
@@ -192,8 +194,17 @@ pub fn prepare(
             return Err(FailureReason::UnsendableSecret);
         }
         headers.push(Header {
-            name: SECRET_HEADER,
+            name: Cow::Borrowed(SECRET_HEADER),
             value: Cow::Owned(secret.expose().to_owned()),
+            sensitive: true,
+        });
+    }
+    // The webhook's own headers, after the service's (whose names they
+    // cannot take), values kept out of logs and the history.
+    for (name, value) in webhook.headers.iter() {
+        headers.push(Header {
+            name: Cow::Owned(name.to_owned()),
+            value: Cow::Owned(value.expose().to_owned()),
             sensitive: true,
         });
     }

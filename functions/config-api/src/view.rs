@@ -1,6 +1,9 @@
 //! What the API shows of a webhook: everything but the secret, which is
-//! write-only and shown only as `has_secret`, and the signing secret, shown
-//! only by create and by its own routes.
+//! write-only and shown only as `has_secret`, the custom header values,
+//! write-only too (the names are shown, each value as `***`), and the
+//! signing secret, shown only by create and by its own routes.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use shared::domain::{EventName, ProjectCode, RetryPolicy, Status, Timestamp, Webhook, WebhookId};
@@ -12,6 +15,8 @@ pub struct WebhookView {
     pub title: String,
     pub endpoint: String,
     pub has_secret: bool,
+    /// The custom headers' names, each value shown as `***`.
+    pub headers: BTreeMap<String, &'static str>,
     pub events: Vec<EventName>,
     pub enabled: bool,
     pub notify_emails: Vec<String>,
@@ -36,6 +41,11 @@ impl From<Webhook> for WebhookView {
             title: hook.title,
             endpoint: hook.endpoint.to_string(),
             has_secret: hook.secret.is_some(),
+            headers: hook
+                .headers
+                .names()
+                .map(|name| (name.to_owned(), shared::domain::history::MASKED))
+                .collect(),
             events: hook.events.into_iter().collect(),
             enabled: hook.enabled,
             notify_emails: hook.notify_emails,

@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, project: null, catalog: null, editing: null, viewing: null, cursor: null, loads: 0 };
+const state = { token: null, project: null, catalog: null, editing: null, viewing: null, cursor: null, loads: 0, headersChanged: false };
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -302,6 +302,50 @@ function eventBoxes(types, selected) {
   return nodes;
 }
 
+// ---- custom headers: names shown, values write-only ----
+function headerRow(name = "") {
+  const nameInput = el("input", { type: "text", "aria-label": "Header name", autocomplete: "off", spellcheck: "false" });
+  nameInput.value = name;
+  const valueInput = el("input", {
+    type: "password",
+    "aria-label": "Header value",
+    autocomplete: "off",
+    placeholder: name ? "value not shown: enter it to change headers" : "value",
+  });
+  const remove = el("button", { type: "button", class: "secondary", text: "Remove" });
+  const row = el("li", {}, [nameInput, valueInput, remove]);
+  remove.addEventListener("click", () => {
+    row.remove();
+    state.headersChanged = true;
+  });
+  for (const input of [nameInput, valueInput]) input.addEventListener("input", () => (state.headersChanged = true));
+  return row;
+}
+
+$("add-header").addEventListener("click", () => {
+  $("headers").append(headerRow());
+  state.headersChanged = true;
+  $("headers").lastElementChild.querySelector("input").focus();
+});
+
+// The headers to send: none when the editor was not touched (the stored set
+// stays); else the whole set, every value entered again.
+function headersBody() {
+  if (!state.headersChanged) return undefined;
+  const headers = {};
+  for (const row of $("headers").children) {
+    const [name, value] = [...row.querySelectorAll("input")].map((i) => i.value.trim());
+    if (!name && !value) continue;
+    if (!name || !value) {
+      const error = new Error("Each header needs a name and its value (values are write-only: enter them again).");
+      error.field = "headers";
+      throw error;
+    }
+    headers[name] = value;
+  }
+  return headers;
+}
+
 function clearErrors() {
   for (const node of document.querySelectorAll("#webhook-form .error")) node.textContent = "";
 }
@@ -318,6 +362,10 @@ async function openEditor(hook) {
   $("secret-set").hidden = !hook || !hook.has_secret;
   $("secret-state").textContent = hook && hook.has_secret ? "A secret is set." : "";
   document.querySelector('input[name="secret-mode"][value="keep"]').checked = true;
+  const names = hook ? Object.keys(hook.headers || {}) : [];
+  $("headers").replaceChildren(...names.map((name) => headerRow(name)));
+  $("headers-note").hidden = names.length === 0;
+  state.headersChanged = false;
   $("signing").hidden = !hook;
   $("signing-secret").textContent = "••••••••";
   $("signing-note").textContent = "";
@@ -341,6 +389,8 @@ function formBody() {
     notify_emails: $("f-emails").value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean),
     retry_policy: $("f-retry").value,
   };
+  const headers = headersBody();
+  if (headers) body.headers = headers;
   const secret = $("f-secret").value;
   const mode = document.querySelector('input[name="secret-mode"]:checked').value;
   if (!state.editing || !state.editing.has_secret) {
@@ -364,7 +414,8 @@ $("webhook-form").addEventListener("submit", async (event) => {
     }
     await showList();
   } catch (error) {
-    const target = error.field && $(`${error.field}-error`);
+    const field = error.field && error.field.startsWith("headers") ? "headers" : error.field;
+    const target = field && $(`${field}-error`);
     (target || $("form-error")).textContent = error.message;
   }
 });

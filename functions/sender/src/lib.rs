@@ -637,7 +637,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         let latency = started.elapsed();
         let entry = entry.map(|e| {
             e.sent(headers, &answer.outcome, latency, &answer.body)
-                .masking(webhook.secret.as_ref())
+                .masking_all(
+                    webhook
+                        .secret
+                        .iter()
+                        .chain(webhook.headers.iter().map(|(_, value)| value)),
+                )
         });
         let outcome = answer.outcome;
         let pace = Pace {

@@ -252,11 +252,15 @@ mod tests {
         let message = DeliveryMessage::new(&event, hook.id, event.envelope().unwrap());
         let signing = crate::domain::SigningSecret::generate().unwrap();
         let dispatch = prepare(&hook, &signing, message, Timestamp::now()).unwrap();
-        let names: Vec<&str> = dispatch.headers.iter().map(|h| h.name).collect();
+        let names: Vec<String> = dispatch
+            .headers
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect();
         let map = header_map(dispatch.headers).unwrap();
         assert_eq!(map.len(), names.len());
         for name in names {
-            assert!(map.contains_key(name), "{name}");
+            assert!(map.contains_key(name.as_str()), "{name}");
         }
         assert!(map[SECRET_HEADER].is_sensitive());
         assert!(!map["content-type"].is_sensitive());

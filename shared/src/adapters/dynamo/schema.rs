@@ -63,6 +63,8 @@ pub mod attr {
     pub const LAST_FAILURE_REASON: &str = "last_failure_reason";
     pub const FAILURE_COUNT: &str = "failure_count";
     pub const SLOW_SINCE: &str = "slow_since";
+    /// The custom headers: names to write-only values.
+    pub const HEADERS: &str = "headers";
     pub const DISABLED_AT: &str = "disabled_at";
     pub const DISABLED_REASON: &str = "disabled_reason";
     pub const SIGNING_SECRET: &str = "signing_secret";
@@ -120,8 +122,9 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 9] = [
+pub const NOT_IN_FAILING_INDEX: [&str; 10] = [
     attr::RETRY_POLICY,
+    attr::HEADERS,
     attr::SLOW_SINCE,
     attr::SECRET,
     attr::SIGNING_SECRET,
@@ -133,7 +136,7 @@ pub const NOT_IN_FAILING_INDEX: [&str; 9] = [
 ];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 27] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 28] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -141,6 +144,7 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 27] = [
     attr::TITLE,
     attr::ENDPOINT,
     attr::SECRET,
+    attr::HEADERS,
     attr::EVENTS,
     attr::ENABLED,
     attr::NOTIFY_EMAILS,
@@ -548,6 +552,10 @@ mod tests {
         webhook.signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
         webhook.previous_signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
         webhook.previous_signing_until = Some(now);
+        webhook.headers = crate::domain::CustomHeaders::validate(
+            [("Authorization".to_owned(), "Bearer t".to_owned())].into(),
+        )
+        .unwrap();
         assert!(
             webhook
                 .secret

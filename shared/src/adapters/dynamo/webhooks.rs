@@ -76,6 +76,15 @@ pub(super) fn changes_update(
         }
         None => {}
     }
+    match &changes.headers {
+        Some(headers) if headers.is_empty() => {
+            update.remove(attr::HEADERS);
+        }
+        Some(headers) => {
+            update.set(attr::HEADERS, to_value(headers)?);
+        }
+        None => {}
+    }
     if let Some(events) = &changes.events {
         update.set(attr::EVENTS, to_value(events)?);
     }
@@ -356,6 +365,7 @@ mod tests {
             title: Some("t".into()),
             endpoint: Some("https://example.com/".parse().unwrap()),
             secret: Some(None),
+            headers: Some(Default::default()),
             events: Some(Default::default()),
             notify_emails: Some(vec![]),
             enabled: Some(false),
