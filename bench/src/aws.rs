@@ -105,6 +105,40 @@ pub async fn per_publish(subscribers: usize, share: PublishShare) -> BTreeMap<St
     per(&[&dynamo, &sqs], 1.0)
 }
 
+/// AWS calls of a publish to `subscribers` webhooks with an
+/// `Idempotency-Key` (the share off), and of its repeat with the same key
+/// and body.
+pub async fn per_keyed_publish(
+    subscribers: usize,
+) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let stack = Stack::start().await;
+    stack
+        .webhooks("KEYED", subscribers, |_| "http://127.0.0.1:9/unused".into())
+        .await;
+    let Counting {
+        api, dynamo, sqs, ..
+    } = stack.counting().await;
+    let keyed = || {
+        axum::http::Request::post("/projects/KEYED/events")
+            .header("authorization", format!("Bearer {}", integration_tests::api::ADMIN))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "bench-key-1")
+            .body(axum::body::Body::from(
+                json!({"event_name": "run.completed", "payload": {"id": 1}, "timestamp": 1_650_540_194})
+                    .to_string(),
+            ))
+            .unwrap_or_else(|_| unreachable!())
+    };
+    let first = api.send(keyed()).await;
+    assert_eq!(first.body["deliveries"], subscribers);
+    let publish = per(&[&dynamo, &sqs], 1.0);
+    dynamo.reset();
+    sqs.reset();
+    let again = api.send(keyed()).await;
+    assert_eq!(again.body, first.body);
+    (publish, per(&[&dynamo, &sqs], 1.0))
+}
+
 /// One sweep over `total` webhooks of which 5 are due, with the delivery
 /// history on: items read and calls.
 pub async fn per_sweep(total: usize) -> (usize, BTreeMap<String, f64>) {

@@ -224,6 +224,18 @@ async fn main() {
         "per publish to 10 subscribers, with the publish share".into(),
         shared_rate,
     );
+    let (keyed, repeat) = aws::per_keyed_publish(10).await;
+    for (what, calls) in [
+        ("publish to 10 subscribers with an Idempotency-Key", keyed),
+        ("repeat of that publish with its key", repeat),
+    ] {
+        figures.push(Figure::once(
+            &format!("AWS calls per {what}"),
+            "calls",
+            calls.values().sum(),
+        ));
+        results.aws_calls.insert(format!("per {what}"), calls);
+    }
     for total in [1_000, 10_000] {
         let (read, calls) = aws::per_sweep(total).await;
         figures.push(

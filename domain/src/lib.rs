@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod delivery;
 pub mod headers;
 pub mod history;
+pub mod idempotency;
 pub mod lane;
 pub mod notice;
 pub mod project;
@@ -24,6 +25,7 @@ pub use delivery::{
 };
 pub use headers::CustomHeaders;
 pub use history::{Attempt, AttemptOutcome, DeliveryLog, StoredEvent};
+pub use idempotency::IdempotencyKey;
 pub use lane::{Lane, LaneNames, Route};
 pub use notice::{Mail, NoticeSettings};
 pub use project::ProjectCode;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::domain::history::{AttemptCursor, Recovery, StatusFilter, SuccessSearch};
 use crate::domain::{
-    Attempt, Lane, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp, TokenHash, TokenId,
-    TokenRecord, Webhook, WebhookChanges, WebhookId,
+    Attempt, IdempotencyKey, Lane, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp,
+    TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId,
 };
 
 /// Why a storage call did not do what was asked.
@@ -267,6 +267,8 @@ pub trait HistoryStore: Send + Sync {
 pub struct EnqueueError {
     pub queued: usize,
     pub total: usize,
+    /// The positions (in the bodies given) of the messages not queued.
+    pub failed: Vec<usize>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -275,12 +277,75 @@ impl EnqueueError {
     /// One message that was not queued, for `source` (none: nowhere to
     /// queue it).
     pub fn one(source: Option<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::none_of(1, source)
+    }
+
+    /// None of `total` messages was queued.
+    pub fn none_of(total: usize, source: Option<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             queued: 0,
-            total: 1,
+            total,
+            failed: (0..total).collect(),
             source,
         }
     }
+}
+
+/// What a publish with an idempotency key found when it claimed the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishClaim {
+    /// The key is new: this publish holds it.
+    Fresh,
+    /// The key's publish is done: answer what it answered.
+    Done { event_id: Uuid, deliveries: usize },
+    /// The key's publish began and did not finish (it failed part way, or
+    /// died): this publish now holds it, and queues the subscribers not in
+    /// `queued`, for the same event.
+    Resume {
+        event_id: Uuid,
+        timestamp: i64,
+        queued: std::collections::BTreeSet<WebhookId>,
+    },
+    /// The key was used with another body.
+    Mismatch,
+    /// Another publish with this key is under way.
+    InProgress,
+}
+
+/// Idempotency keys of publishes, kept for `domain::idempotency`'s window.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` at `now` for a publish of the body `fingerprint`, as
+    /// event `event_id` at `timestamp`, remembered until `expires_at`; or
+    /// says what an earlier publish with the key left. Two claims at once:
+    /// one is `Fresh` (or `Resume`), the other `InProgress`.
+    fn claim_publish(
+        &self,
+        project: &ProjectCode,
+        key: &IdempotencyKey,
+        claim: PublishAttempt<'_>,
+    ) -> impl Future<Output = Result<PublishClaim, StoreError>> + Send;
+
+    /// Records `queued` (the webhooks this claim queued) and whether the
+    /// publish is `done`; not done, the key is released for a repeat. Only
+    /// while the claim made at `claimed_at` holds.
+    fn settle_publish(
+        &self,
+        project: &ProjectCode,
+        key: &IdempotencyKey,
+        claimed_at: Timestamp,
+        queued: &[WebhookId],
+        done: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The publish that claims an idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishAttempt<'a> {
+    pub fingerprint: &'a str,
+    pub event_id: Uuid,
+    pub timestamp: i64,
+    pub now: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 /// The delivery queues: the fast and slow lanes, and the waiting lane of

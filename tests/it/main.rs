@@ -9,6 +9,7 @@ mod delivery;
 mod events;
 mod headers;
 mod history;
+mod idempotency;
 mod invocation;
 mod lanes;
 mod openapi;

@@ -57,6 +57,28 @@ impl ApiError {
         }
     }
 
+    /// 409: an idempotency key used before with another body.
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another body in the last 24 hours; use a new key for a new event",
+        )
+        .with_field("Idempotency-Key")
+    }
+
+    /// 409: a publish with the same idempotency key is under way.
+    pub fn idempotency_in_progress() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "a publish with this Idempotency-Key is under way; repeat it after Retry-After to get its answer",
+            )
+        }
+    }
+
     /// 409: a previous rotation's overlap lasts until `until` (it is `now`).
     pub fn rotation_overlap(until: Timestamp, now: Timestamp) -> Self {
         let wait = until

@@ -16,7 +16,9 @@ use shared::adapters::sqs::LaneUrls;
 use shared::adapters::{DynamoStore, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::{ApiToken, DeliveryLog, EndpointRules, PublishShare};
-use shared::ports::{DeliveryQueue, HistoryStore, RateStore, TokenStore, WebhookStore};
+use shared::ports::{
+    DeliveryQueue, HistoryStore, IdempotencyStore, RateStore, TokenStore, WebhookStore,
+};
 
 pub mod auth;
 pub mod error;
@@ -34,8 +36,14 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// What the API needs from storage.
-pub trait Store: WebhookStore + TokenStore + HistoryStore + RateStore + 'static {}
-impl<T: WebhookStore + TokenStore + HistoryStore + RateStore + 'static> Store for T {}
+pub trait Store:
+    WebhookStore + TokenStore + HistoryStore + RateStore + IdempotencyStore + 'static
+{
+}
+impl<T: WebhookStore + TokenStore + HistoryStore + RateStore + IdempotencyStore + 'static> Store
+    for T
+{
+}
 
 /// What the API needs from the delivery queue.
 pub trait Queue: DeliveryQueue + 'static {}

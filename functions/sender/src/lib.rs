@@ -120,11 +120,7 @@ impl DeliveryQueue for NoRetries {
         _group: &str,
         bodies: Vec<String>,
     ) -> Result<usize, EnqueueError> {
-        Err(EnqueueError {
-            queued: 0,
-            total: bodies.len(),
-            source: None,
-        })
+        Err(EnqueueError::none_of(bodies.len(), None))
     }
 
     async fn enqueue_one(

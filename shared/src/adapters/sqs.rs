@@ -80,7 +80,7 @@ impl SqsQueue {
         url: &str,
         group: Option<&str>,
         bodies: &[&String],
-    ) -> (usize, Option<Box<dyn std::error::Error + Send + Sync>>) {
+    ) -> (Vec<usize>, Option<Box<dyn std::error::Error + Send + Sync>>) {
         let mut pending: Vec<usize> = (0..bodies.len()).collect();
         let mut last_error = None;
         for _ in 0..=ENTRY_RETRIES {
@@ -94,7 +94,7 @@ impl SqsQueue {
             let entries: Result<Vec<_>, _> = entries.collect();
             let entries = match entries {
                 Ok(entries) => entries,
-                Err(e) => return (bodies.len() - pending.len(), Some(Box::new(e))),
+                Err(e) => return (pending, Some(Box::new(e))),
             };
             match self
                 .client
@@ -107,14 +107,14 @@ impl SqsQueue {
                 Ok(out) => {
                     let failed = out.failed();
                     if failed.is_empty() {
-                        return (bodies.len(), None);
+                        return (Vec::new(), None);
                     }
                     // Entries failed by the sender's fault would fail again.
                     if failed.iter().any(|f| f.sender_fault) {
-                        let queued = bodies.len() - failed.len();
                         let codes: Vec<&str> = failed.iter().map(|f| f.code()).collect();
+                        let refused = failed.iter().filter_map(|f| f.id().parse().ok()).collect();
                         return (
-                            queued,
+                            refused,
                             Some(format!("SQS refused entries: {codes:?}").into()),
                         );
                     }
@@ -123,11 +123,11 @@ impl SqsQueue {
                 }
                 Err(e) => {
                     // The SDK already retried the call itself.
-                    return (bodies.len() - pending.len(), Some(Box::new(e)));
+                    return (pending, Some(Box::new(e)));
                 }
             }
         }
-        (bodies.len() - pending.len(), last_error)
+        (pending, last_error)
     }
 }
 
@@ -250,21 +250,37 @@ impl DeliveryQueue for SqsQueue {
         let total = bodies.len();
         let url = self.urls.url(lane);
         let group = group_in(lane, group);
-        let results = join_all(
-            batches(&bodies)
-                .into_iter()
-                .map(|batch| async move { self.send_batch(url, group, &batch).await }),
-        )
-        .await;
-        let queued = results.iter().map(|(n, _)| n).sum();
-        match results.into_iter().find_map(|(_, e)| e) {
-            None if queued == total => Ok(queued),
-            source => Err(EnqueueError {
-                queued,
-                total,
-                source,
-            }),
+        // Each batch's first body's position, to name the failed ones.
+        let mut start = 0;
+        let sends = batches(&bodies).into_iter().map(|batch| {
+            let offset = start;
+            start += batch.len();
+            async move {
+                let (failed, error) = self.send_batch(url, group, &batch).await;
+                (
+                    failed.into_iter().map(|i| i + offset).collect::<Vec<_>>(),
+                    error,
+                )
+            }
+        });
+        let results = join_all(sends).await;
+        let mut failed: Vec<usize> = Vec::new();
+        let mut source = None;
+        for (lost, error) in results {
+            failed.extend(lost);
+            source = source.or(error);
         }
+        failed.sort_unstable();
+        failed.dedup();
+        if failed.is_empty() {
+            return Ok(total);
+        }
+        Err(EnqueueError {
+            queued: total - failed.len(),
+            total,
+            failed,
+            source,
+        })
     }
 
     async fn enqueue_one(

@@ -4,19 +4,22 @@
 //! once first, for redelivery. Each project gets its share of the publish
 //! rate (`PublishRatePerProject`), checked first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shared::domain::delivery::{MAX_ENVELOPE_BYTES, envelope_fits};
+use shared::domain::idempotency::{IDEMPOTENCY_HEADER, IDEMPOTENCY_WINDOW};
 use shared::domain::rate::RETRY_AFTER_SECS;
 use shared::domain::{
-    DeliveryMessage, Lane, MAX_WEBHOOKS_PER_PROJECT, ProjectCode, PublishInput, PublishShare,
-    StoredEvent, Timestamp, Webhook,
+    DeliveryMessage, Event, IdempotencyKey, Lane, MAX_WEBHOOKS_PER_PROJECT, ProjectCode,
+    PublishInput, PublishShare, StoredEvent, Timestamp, Webhook, WebhookId,
 };
+use shared::ports::{PublishAttempt, PublishClaim};
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -35,92 +38,231 @@ pub async fn publish<S: Store, Q: Queue>(
     State(state): State<AppState<S, Q>>,
     Extension(principal): Extension<Principal>,
     Path(project): Path<String>,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<PublishInput>,
-) -> Result<(StatusCode, Json<Published>), ApiError> {
+) -> Result<Response, ApiError> {
     let project = principal.project(&project, "project")?;
+    let key = match headers.get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(raw) => Some(
+            IdempotencyKey::parse(raw.to_str().unwrap_or_default())
+                .map_err(ApiError::invalid_field)?,
+        ),
+    };
     let now = Timestamp::now();
-    take_share(&state, &project, now).await?;
-    let event = input.validate(project, now)?;
+    let fingerprint = input.fingerprint();
+    let mut event = input.validate(project, now)?;
+    // With a key: what an earlier publish with it left decides.
+    let mut claim = None;
+    let mut already = BTreeSet::new();
+    if let Some(key) = &key {
+        let attempt = PublishAttempt {
+            fingerprint: &fingerprint,
+            event_id: event.id,
+            timestamp: event.timestamp,
+            now,
+            expires_at: now.after(IDEMPOTENCY_WINDOW),
+        };
+        match state
+            .store
+            .claim_publish(&event.project, key, attempt)
+            .await
+            .map_err(|e| ApiError::from_store(e, "idempotency key"))?
+        {
+            PublishClaim::Fresh => {}
+            PublishClaim::Resume {
+                event_id,
+                timestamp,
+                queued,
+            } => {
+                event.id = event_id;
+                event.timestamp = timestamp;
+                already = queued;
+            }
+            PublishClaim::Done {
+                event_id,
+                deliveries,
+            } => {
+                tracing::info!(event_id = %event_id, project = %event.project, "publish repeated with its idempotency key; answered as before");
+                return Ok(published(event_id, deliveries, true));
+            }
+            PublishClaim::Mismatch => return Err(ApiError::idempotency_key_reused()),
+            PublishClaim::InProgress => return Err(ApiError::idempotency_in_progress()),
+        }
+        claim = Some((key, now));
+    }
+    let outcome = fan_out(&state, &event, &already, now).await;
+    if let Some((key, claimed_at)) = claim {
+        let (queued, done) = match &outcome {
+            Ok(queued) => (queued.clone(), true),
+            Err(Failed { queued, .. }) => (queued.clone(), false),
+        };
+        if let Err(err) = state
+            .store
+            .settle_publish(&event.project, key, claimed_at, &queued, done)
+            .await
+        {
+            // The key stays claimed until its claim is stale (30 s); a
+            // repeat then resumes it. The deliveries stand.
+            tracing::error!(event_id = %event.id, error = %error_chain(&err), "could not settle the idempotency key");
+        }
+    }
+    match outcome {
+        Ok(queued) => {
+            let deliveries = already.len() + queued.len();
+            tracing::info!(event_id = %event.id, project = %event.project, event_name = %event.name, deliveries, "event published");
+            Ok(published(event.id, deliveries, false))
+        }
+        Err(Failed { error, .. }) => Err(error),
+    }
+}
+
+/// The 202 answer; a repeat says it is one (`Idempotent-Replayed: true`).
+fn published(event_id: Uuid, deliveries: usize, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Published {
+            event_id,
+            deliveries,
+        }),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Marks the answer to a repeated publish.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// A publish that did not queue every delivery: the webhooks it did queue,
+/// and the answer.
+struct Failed {
+    queued: Vec<WebhookId>,
+    error: ApiError,
+}
+
+/// Queues one delivery of `event` per subscribed webhook not in `already`
+/// (queued by an earlier try with the same idempotency key), each in its
+/// webhook's lane, after the share and the stored event; answers the
+/// webhooks it queued.
+async fn fan_out<S: Store, Q: Queue>(
+    state: &AppState<S, Q>,
+    event: &Event,
+    already: &BTreeSet<WebhookId>,
+    now: Timestamp,
+) -> Result<Vec<WebhookId>, Failed> {
+    let fail = |error| Failed {
+        queued: Vec::new(),
+        error,
+    };
+    take_share(state, &event.project, now).await.map_err(fail)?;
     let envelope = event.envelope().map_err(|e| {
         tracing::error!(error = %e, "could not build the envelope");
-        ApiError::internal()
+        fail(ApiError::internal())
     })?;
     if !envelope_fits(&envelope) {
-        return Err(ApiError::payload_too_large(MAX_ENVELOPE_BYTES));
+        return Err(fail(ApiError::payload_too_large(MAX_ENVELOPE_BYTES)));
     }
-    let subscribers = subscribers(&state, &event).await?;
-    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    let subscribers: Vec<Webhook> = subscribers(state, event)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|hook| !already.contains(&hook.id))
+        .collect();
+    let (mut fast, mut slow) = (LaneBatch::default(), LaneBatch::default());
     for hook in &subscribers {
-        let body = DeliveryMessage::new(&event, hook.id, envelope.clone())
+        let body = DeliveryMessage::new(event, hook.id, envelope.clone())
             .encode()
             .map_err(|e| {
                 tracing::error!(error = %e, "could not encode a delivery");
-                ApiError::internal()
+                fail(ApiError::internal())
             })?;
         match Lane::of(hook) {
-            Lane::Slow => slow.push(body),
-            _ => fast.push(body),
+            Lane::Slow => slow.push(hook.id, body),
+            _ => fast.push(hook.id, body),
         }
     }
-    let total = subscribers.len();
+    let total = already.len() + subscribers.len();
     // Stored before any delivery is queued, so every delivery's event can
     // be sent again; an event no webhook receives is not stored.
     if let (Some(expires_at), false) = (state.delivery_log.expires_at(now), subscribers.is_empty())
     {
         state
             .store
-            .put_event(&StoredEvent::new(&event, &envelope, now), expires_at)
+            .put_event(&StoredEvent::new(event, &envelope, now), expires_at)
             .await
-            .map_err(|e| ApiError::from_store(e, "event"))?;
+            .map_err(|e| fail(ApiError::from_store(e, "event")))?;
     }
     let group = event.project.as_str();
     let sent = tokio::join!(
-        enqueue(&state, Lane::Fast, group, fast),
-        enqueue(&state, Lane::Slow, group, slow)
+        enqueue(state, Lane::Fast, group, fast),
+        enqueue(state, Lane::Slow, group, slow)
     );
-    let mut queued = 0;
+    let mut queued = Vec::with_capacity(subscribers.len());
     let mut failed = None;
-    for result in [sent.0, sent.1] {
+    for (ids, result) in [sent.0, sent.1] {
         match result {
-            Ok(n) => queued += n,
+            Ok(()) => queued.extend(ids),
             Err(err) => {
-                queued += err.queued;
+                queued.extend(
+                    ids.iter()
+                        .enumerate()
+                        .filter(|(i, _)| !err.failed.contains(i))
+                        .map(|(_, id)| *id),
+                );
                 failed = Some(err);
             }
         }
     }
     if let Some(err) = failed {
-        tracing::error!(event_id = %event.id, queued, total, error = %error_chain(&err), "enqueue failed");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "enqueue_failed",
-            format!(
-                "event {} was queued for {} of {} subscribed webhooks; the others will not receive it",
-                event.id, queued, total
+        let done = already.len() + queued.len();
+        tracing::error!(event_id = %event.id, queued = done, total, error = %error_chain(&err), "enqueue failed");
+        return Err(Failed {
+            queued,
+            error: ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "enqueue_failed",
+                format!(
+                    "event {} was queued for {done} of {total} subscribed webhooks; the others will not receive it unless the publish is repeated with the same Idempotency-Key, which queues only them",
+                    event.id
+                ),
             ),
-        ));
+        });
     }
-    tracing::info!(event_id = %event.id, project = %event.project, event_name = %event.name, deliveries = queued, "event published");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Published {
-            event_id: event.id,
-            deliveries: queued,
-        }),
-    ))
+    Ok(queued)
 }
 
-/// Queues `bodies` in `lane`; nothing to queue is no call.
+/// One lane's messages: the webhooks and their bodies, in order.
+#[derive(Default)]
+struct LaneBatch {
+    ids: Vec<WebhookId>,
+    bodies: Vec<String>,
+}
+
+impl LaneBatch {
+    fn push(&mut self, id: WebhookId, body: String) {
+        self.ids.push(id);
+        self.bodies.push(body);
+    }
+}
+
+/// Queues a lane's messages; nothing to queue is no call. Answers the
+/// webhooks with what came of it.
 async fn enqueue<S: Store, Q: Queue>(
     state: &AppState<S, Q>,
     lane: Lane,
     group: &str,
-    bodies: Vec<String>,
-) -> Result<usize, shared::ports::EnqueueError> {
-    if bodies.is_empty() {
-        return Ok(0);
+    batch: LaneBatch,
+) -> (Vec<WebhookId>, Result<(), shared::ports::EnqueueError>) {
+    if batch.bodies.is_empty() {
+        return (batch.ids, Ok(()));
     }
-    state.queue.enqueue(lane, group, bodies).await
+    let sent = state.queue.enqueue(lane, group, batch.bodies).await;
+    (batch.ids, sent.map(drop))
 }
 
 /// The windows in which this instance found a project's share used up.

@@ -23,6 +23,7 @@ use crate::ports::{Rotation, StoreError, WebhookStore as _};
 
 mod delivery;
 mod history;
+mod idempotency;
 mod rate;
 pub mod schema;
 mod sweep;

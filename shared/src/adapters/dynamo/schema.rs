@@ -90,6 +90,14 @@ pub mod attr {
     pub const NOTICES_SENT: &str = "notices_sent";
     /// On a publish count item: publishes counted in its window.
     pub const PUBLISHES: &str = "publishes";
+    /// On an idempotency item: the body's fingerprint, the event, its
+    /// state, the claim and the webhooks queued so far.
+    pub const FINGERPRINT: &str = "fingerprint";
+    pub const EVENT_ID: &str = "event_id";
+    pub const EVENT_TIMESTAMP: &str = "event_timestamp";
+    pub const PUBLISH_STATE: &str = "publish_state";
+    pub const CLAIMED_AT: &str = "claimed_at";
+    pub const QUEUED: &str = "queued";
     /// On an attempt item: how it ended (`delivered`, `failed`, `skipped`).
     pub const OUTCOME: &str = "outcome";
     /// On an attempt item: when it ended.
@@ -312,6 +320,14 @@ pub fn notice_count_key(project: &ProjectCode, day: &str) -> Item {
 /// project's counting does not heat the partition its publishes read.
 pub fn publish_count_key(project: &ProjectCode, window: i64) -> Item {
     key(format!("RATE#{project}"), format!("PUBLISHES#{window}"))
+}
+
+/// The key of a publish's idempotency item: one partition per key.
+pub fn idempotency_key(project: &ProjectCode, key: &str) -> Item {
+    crate::adapters::dynamo::schema::key(
+        format!("IDEMPOTENCY#{project}#{key}"),
+        "PUBLISH".to_owned(),
+    )
 }
 
 /// The key of a project's counter item.

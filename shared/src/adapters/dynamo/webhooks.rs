@@ -378,6 +378,6 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(update.names.len(), 8);
+        assert_eq!(update.names.len(), 9);
     }
 }
