@@ -540,3 +540,46 @@ async fn a_batch_of_failures_to_one_webhook_is_one_write_that_counts_them_all() 
     assert_eq!(after.failing_since, before.failing_since);
     assert!(after.last_failure_at > before.last_failure_at);
 }
+
+#[tokio::test]
+async fn each_batch_publishes_its_outcomes_latencies_and_lane_as_metrics() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    stack
+        .webhook("METRIC", &rx.url("/ok"), &["run.completed"], None)
+        .await;
+    stack
+        .webhook(
+            "METRIC",
+            &rx.url("/bad?status=503"),
+            &["run.completed"],
+            None,
+        )
+        .await;
+    let ((), logs) = integration_tests::logged(async {
+        stack.publish("METRIC", "run.completed", json!({})).await;
+        let (event, _) = receive(&stack, Lane::Fast).await;
+        assert_eq!(event.records.len(), 2);
+        stack
+            .sender
+            .handle(event, integration_tests::sender_deadline())
+            .await;
+    })
+    .await;
+    assert_eq!(integration_tests::metric_values(&logs, "Published"), [1]);
+    assert_eq!(integration_tests::metric_values(&logs, "FanOut"), [2]);
+    let docs = integration_tests::metric_documents(&logs, "Delivered");
+    assert_eq!(docs.len(), 1, "one document per batch: {logs}");
+    let doc = &docs[0];
+    assert_eq!(doc["Lane"], "fast");
+    assert_eq!(
+        (doc["Delivered"].as_u64(), doc["Failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(doc["Skipped"], 0);
+    assert_eq!(doc["PostLatency"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["FunctionName", "Lane"]])
+    );
+}

@@ -1056,6 +1056,68 @@ fn alarms_on_the_functions_metrics_name_metrics_the_code_publishes() {
         assert_eq!(p["Dimensions"].as_array().unwrap().len(), 1, "{name}");
         named.insert(metric_name);
     }
+    let alarmed: BTreeSet<String> = [metric::NOTICES_DEFERRED, metric::HISTORY_WRITES_FAILED]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(named, alarmed);
+}
+
+/// Which function publishes each of the service's metrics.
+fn publisher(name: &str) -> &'static str {
+    use shared::telemetry::metric;
+    match name {
+        metric::NOTICES_DEFERRED | metric::NOTICES_SENT => "SweeperFunction",
+        metric::PUBLISHED | metric::FAN_OUT => "ConfigApiFunction",
+        _ => "SenderFunction",
+    }
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_publishes_and_no_other() {
+    use shared::telemetry::{DIMENSION, LANE_DIMENSION, NAMESPACE, metric};
+    let d = deployed();
+    let dashboards = of_type(&d, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1);
+    let body = dashboards[0].1["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    let body: Value = serde_json::from_str(body).unwrap();
+    let mut shown = BTreeSet::new();
+    let mut queues = BTreeSet::new();
+    for widget in body["widgets"].as_array().unwrap() {
+        for row in widget["properties"]["metrics"].as_array().unwrap() {
+            let row = row.as_array().unwrap();
+            let (namespace, name) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+            if namespace == "AWS/SQS" {
+                assert_eq!(row[2], "QueueName");
+                queues.insert(row[3].as_str().unwrap().to_owned());
+                continue;
+            }
+            assert_eq!(namespace, NAMESPACE);
+            assert!(metric::ALL.contains(&name), "{name} is not published");
+            assert_eq!(row[2], DIMENSION, "{name}");
+            assert_eq!(
+                row[3],
+                format!("${{{}}}", publisher(name)),
+                "{name} is published by {}",
+                publisher(name)
+            );
+            if publisher(name) == "SenderFunction" && name != metric::HISTORY_WRITES_FAILED {
+                assert_eq!(row[4], LANE_DIMENSION, "{name}");
+                assert!(
+                    ["fast", "slow", "waiting"].contains(&row[5].as_str().unwrap()),
+                    "{name}"
+                );
+            }
+            shown.insert(name.to_owned());
+        }
+    }
     let all: BTreeSet<String> = metric::ALL.into_iter().map(str::to_owned).collect();
-    assert_eq!(named, all, "every published metric has its alarm");
+    assert_eq!(shown, all, "every published metric is on the dashboard");
+    let lanes: BTreeSet<String> = ["DeliveryQueue", "SlowQueue", "WaitingQueue"]
+        .into_iter()
+        .map(|q| format!("${{{q}.QueueName}}"))
+        .collect();
+    assert_eq!(queues, lanes, "each lane's depth and age");
 }

@@ -694,30 +694,38 @@ except Exception as e:
     }
 }
 
-/// The values of the metric `name` in the embedded-metric-format documents
-/// among `logs`, in order; each document is checked to declare it in the
-/// service's namespace with the function-name dimension.
-pub fn metric_values(logs: &str, name: &str) -> Vec<u64> {
+/// The embedded-metric-format documents among `logs` that declare the
+/// metric `name`, in order; each is checked to declare it in the service's
+/// namespace, dimensioned by the function's name first, with a value for
+/// every dimension and for the metric.
+pub fn metric_documents(logs: &str, name: &str) -> Vec<serde_json::Value> {
     logs.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|doc| doc.get("_aws").is_some())
-        .filter_map(|doc| {
+        .filter(|doc| {
             let directive = &doc["_aws"]["CloudWatchMetrics"][0];
             let declared = directive["Metrics"]
-                .as_array()?
-                .iter()
-                .any(|m| m["Name"] == name);
-            if !declared {
-                return None;
+                .as_array()
+                .is_some_and(|metrics| metrics.iter().any(|m| m["Name"] == name));
+            if declared {
+                assert_eq!(directive["Namespace"], shared::telemetry::NAMESPACE);
+                let dimensions = directive["Dimensions"][0].as_array().unwrap();
+                assert_eq!(dimensions[0], "FunctionName", "{doc}");
+                for dimension in dimensions {
+                    assert!(doc[dimension.as_str().unwrap()].is_string(), "{doc}");
+                }
+                assert!(doc.get(name).is_some(), "{doc}");
             }
-            assert_eq!(directive["Namespace"], shared::telemetry::NAMESPACE);
-            assert_eq!(
-                directive["Dimensions"],
-                serde_json::json!([["FunctionName"]])
-            );
-            assert!(doc["FunctionName"].is_string(), "{doc}");
-            doc[name].as_u64()
+            declared
         })
+        .collect()
+}
+
+/// The values of the count `name` in the metric documents among `logs`.
+pub fn metric_values(logs: &str, name: &str) -> Vec<u64> {
+    metric_documents(logs, name)
+        .iter()
+        .filter_map(|doc| doc[name].as_u64())
         .collect()
 }
 
@@ -748,7 +756,7 @@ pub async fn logged<F: std::future::Future>(run: F) -> (F::Output, String) {
         .with_filter(LevelFilter::DEBUG);
     let subscriber = lambda_runtime::tracing::subscriber::registry()
         .with(logs)
-        .with(shared::telemetry::Metrics::new(move || metrics.clone()));
+        .with(shared::telemetry::MetricLines::new(move || metrics.clone()));
     let guard = tracing::subscriber::set_default(subscriber);
     let out = run.await;
     drop(guard);

@@ -252,6 +252,17 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         let mut verdicts = Vec::with_capacity(event.records.len());
         let mut incoming = Vec::with_capacity(event.records.len());
         let now = Timestamp::now();
+        // An event source mapping reads one queue: the batch's lane.
+        let batch_lane = match (
+            &self.lanes,
+            event
+                .records
+                .first()
+                .and_then(|r| r.event_source_arn.as_deref()),
+        ) {
+            (Some(lanes), Some(source)) => lanes.names.lane_of_source(source),
+            _ => Lane::Fast,
+        };
         for record in event.records {
             let id = record.message_id.unwrap_or_default();
             let lane = match (&self.lanes, record.event_source_arn.as_deref()) {
@@ -318,6 +329,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                         .into_iter()
                         .map(|r| (r.id, Verdict::Returned(Fault::StoreUnavailable))),
                 );
+                publish_metrics(batch_lane, &verdicts, &[], 0);
                 return response(&verdicts);
             }
         };
@@ -348,19 +360,27 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         // The webhooks' writes, then the retries (each failure is recorded
         // before its next attempt is queued), then the history.
         let gone = self.record_batch(&posted, &webhooks, ends).await;
+        let latencies: Vec<f64> = posted
+            .iter()
+            .map(|(_, post)| post.latency_ms as f64)
+            .collect();
         let finished = stream::iter(posted)
             .map(|(id, post)| {
                 let disabled = gone.contains(&post.webhook_id);
-                async move { (id, self.finish(post, disabled, ends).await) }
+                let retries = post.retry.is_some() && self.lanes.is_some() && !disabled;
+                async move { (id, retries, self.finish(post, disabled, ends).await) }
             })
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()
             .await;
-        for (id, (verdict, attempt)) in finished {
+        let mut retries_queued = 0;
+        for (id, retries, (verdict, attempt)) in finished {
+            retries_queued += u64::from(retries && matches!(verdict, Verdict::Sent(_)));
             verdicts.push((id, verdict));
             attempts.extend(attempt);
         }
         self.record_attempts(&attempts, ends).await;
+        publish_metrics(batch_lane, &verdicts, &latencies, retries_queued);
         response(&verdicts)
     }
 
@@ -768,6 +788,36 @@ fn unsent(message: &DeliveryMessage, verdict: Verdict) -> Verdict {
         "delivery"
     );
     verdict
+}
+
+/// The batch's metrics (embedded metric format, one log line per batch, no
+/// AWS call): its records by verdict, each POST's latency and the retries
+/// queued, dimensioned by the lane the batch came from.
+fn publish_metrics(lane: Lane, verdicts: &[(String, Verdict)], latencies: &[f64], retries: u64) {
+    use shared::telemetry::{Emf, LANE_DIMENSION, metric};
+    let mut counts = [0u64; 6];
+    for (_, verdict) in verdicts {
+        let slot = match verdict {
+            Verdict::Sent(Outcome::Delivered { .. }) => 0,
+            Verdict::Sent(Outcome::Failed { .. }) => 1,
+            Verdict::Skipped(_) => 2,
+            Verdict::Returned(_) => 3,
+            Verdict::Moved(_) => 4,
+            Verdict::Postponed => 5,
+        };
+        counts[slot] += 1;
+    }
+    Emf::new()
+        .dimension(LANE_DIMENSION, lane.as_str())
+        .count(metric::DELIVERED, counts[0])
+        .count(metric::FAILED, counts[1])
+        .count(metric::SKIPPED, counts[2])
+        .count(metric::RETURNED, counts[3])
+        .count(metric::MOVED, counts[4])
+        .count(metric::RETRIES_WAITING, counts[5])
+        .count(metric::RETRIES_QUEUED, retries)
+        .milliseconds(metric::POST_LATENCY, latencies)
+        .emit();
 }
 
 /// The batch response: every record whose verdict returns it to the queue.

@@ -230,10 +230,11 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             out_of_time = report.out_of_time,
             "sweep finished"
         );
-        shared::telemetry::count(&[(
-            metric::NOTICES_DEFERRED,
-            u64::try_from(report.mail_deferred).unwrap_or(u64::MAX),
-        )]);
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        shared::telemetry::count(&[
+            (metric::NOTICES_DEFERRED, count(report.mail_deferred)),
+            (metric::NOTICES_SENT, count(report.mailed)),
+        ]);
         Ok(report)
     }
 

@@ -111,6 +111,13 @@ pub async fn publish<S: Store, Q: Queue>(
         Ok(queued) => {
             let deliveries = already.len() + queued.len();
             tracing::info!(event_id = %event.id, project = %event.project, event_name = %event.name, deliveries, "event published");
+            shared::telemetry::Emf::new()
+                .count(shared::telemetry::metric::PUBLISHED, 1)
+                .count(
+                    shared::telemetry::metric::FAN_OUT,
+                    u64::try_from(queued.len()).unwrap_or(u64::MAX),
+                )
+                .emit();
             Ok(published(event.id, deliveries, false))
         }
         Err(Failed { error, .. }) => Err(error),
