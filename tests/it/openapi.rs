@@ -278,3 +278,38 @@ async fn every_documented_request_field_is_accepted_alone() {
         );
     }
 }
+
+#[test]
+fn the_custom_header_names_the_description_refuses_are_the_ones_the_api_refuses() {
+    use shared::domain::headers::{RESERVED, RESERVED_PREFIXES, reserved};
+    let spec: Value = serde_json::from_str(config_api::routes::catalog::OPENAPI).unwrap();
+    for schema in ["WebhookCreate", "WebhookPatch"] {
+        let pattern =
+            spec["components"]["schemas"][schema]["properties"]["headers"]["propertyNames"]["not"]
+                ["pattern"]
+                .as_str()
+                .unwrap();
+        let described = regex_lite::Regex::new(pattern).unwrap();
+        let mut names: Vec<String> = RESERVED.iter().map(|n| (*n).to_owned()).collect();
+        names.extend(RESERVED_PREFIXES.iter().map(|p| format!("{p}anything")));
+        names.extend(RESERVED.iter().map(|n| n.to_uppercase()));
+        names.extend(
+            [
+                "x-route",
+                "authorization",
+                "hosts",
+                "tea",
+                "x-qase",
+                "webhook",
+            ]
+            .map(str::to_owned),
+        );
+        for name in names {
+            assert_eq!(
+                described.is_match(&name),
+                reserved(&name.to_ascii_lowercase()).is_some(),
+                "{schema}: {name}"
+            );
+        }
+    }
+}
