@@ -119,6 +119,11 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_remembered_for_a_day() {
+        assert_eq!(IDEMPOTENCY_WINDOW, Duration::from_secs(86_400));
+    }
+
+    #[test]
     fn a_claim_is_stale_after_30_seconds() {
         let now = Timestamp::parse("2026-12-01T10:00:30Z").unwrap();
         let at = |raw| Timestamp::parse(raw).unwrap();
