@@ -646,23 +646,28 @@ mod tests {
         assert_eq!(Skip::Deleted.reason(), "webhook deleted");
     }
 
+    /// A delivered attempt to `hook` whose endpoint answered `body`.
+    fn answered(hook: &Webhook, body: &[u8]) -> Attempt {
+        Attempt::of(
+            &stored_event().redelivery(hook.id).unwrap(),
+            Timestamp::now(),
+        )
+        .sent(
+            Headers::new(),
+            &Outcome::Delivered { status: 200 },
+            Duration::ZERO,
+            body,
+        )
+    }
+
     #[test]
     fn a_response_that_repeats_the_secret_is_recorded_without_it() {
         let hook = webhook(Some("s3cret-value"));
         let record = |body: &[u8]| {
-            Attempt::of(
-                &stored_event().redelivery(hook.id).unwrap(),
-                Timestamp::now(),
-            )
-            .sent(
-                Headers::new(),
-                &Outcome::Delivered { status: 200 },
-                Duration::ZERO,
-                body,
-            )
-            .masking(hook.secret.as_ref())
-            .response_body
-            .unwrap()
+            answered(&hook, body)
+                .masking(hook.secret.as_ref())
+                .response_body
+                .unwrap()
         };
         assert_eq!(
             record(br#"{"X-Qase-Secret":"s3cret-value","again":"s3cret-value"}"#),
@@ -675,17 +680,7 @@ mod tests {
         // Three characters are too few to hide.
         assert_eq!(record(b"body ends s3c"), "body ends s3c");
         assert_eq!(record(b"nothing secret"), "nothing secret");
-        let without = Attempt::of(
-            &stored_event().redelivery(hook.id).unwrap(),
-            Timestamp::now(),
-        )
-        .sent(
-            Headers::new(),
-            &Outcome::Delivered { status: 200 },
-            Duration::ZERO,
-            b"s3cret-value",
-        )
-        .masking(None);
+        let without = answered(&hook, b"s3cret-value").masking(None);
         assert_eq!(without.response_body.as_deref(), Some("s3cret-value"));
         assert_eq!(mask("a s", "s"), "a ***");
         assert_eq!(mask("abc", ""), "abc");
@@ -750,19 +745,10 @@ mod tests {
             Secret::new("Bearer token-1234-and-more".into()),
         ];
         let body = b"auth=Bearer token-1234-and-more; again token-1234";
-        let masked = Attempt::of(
-            &stored_event().redelivery(hook.id).unwrap(),
-            Timestamp::now(),
-        )
-        .sent(
-            Headers::new(),
-            &Outcome::Delivered { status: 200 },
-            Duration::ZERO,
-            body,
-        )
-        .masking_all(&values)
-        .response_body
-        .unwrap();
+        let masked = answered(&hook, body)
+            .masking_all(&values)
+            .response_body
+            .unwrap();
         assert_eq!(masked, "auth=***; again ***");
     }
 

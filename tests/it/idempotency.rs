@@ -16,8 +16,8 @@ use axum::http::{Request, StatusCode};
 use integration_tests::api::{ADMIN, Api, Reply};
 use integration_tests::stack::Stack;
 use serde_json::{Value, json};
-use shared::domain::{Lane, ProjectCode, Timestamp, WebhookId};
-use shared::ports::{DeliveryStore, WebhookStore};
+use shared::domain::{Lane, ProjectCode, Timestamp};
+use shared::ports::DeliveryStore;
 
 /// Publishes `body` to `project` with `key`, as the admin.
 async fn publish(api: &Api, project: &str, key: &str, body: &Value) -> Reply {
@@ -151,15 +151,8 @@ async fn a_repeat_after_a_partly_failed_publish_queues_exactly_the_missing_subsc
         .webhooks("PART", 5, |i| format!("http://127.0.0.1:9/part/{i}"))
         .await;
     // Two of them failing: their deliveries take the slow lane.
-    let project = ProjectCode::parse("PART").unwrap();
     for id in &ids[3..] {
-        let hook = stack
-            .api
-            .store
-            .get(&project, WebhookId::parse(id).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let (hook, _) = stack.first_message("PART", id).await;
         stack
             .api
             .store
@@ -232,4 +225,60 @@ async fn a_repeat_after_a_partly_failed_publish_queues_exactly_the_missing_subsc
     let again = publish(&stack.api, "PART", "retry-me", &body).await;
     assert_eq!(again.body, completed.body);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}
+
+#[tokio::test]
+async fn a_claim_whose_publish_died_is_taken_over_once_for_the_same_event() {
+    use shared::domain::IdempotencyKey;
+    use shared::ports::{IdempotencyStore, PublishAttempt, PublishClaim};
+    let stack = Stack::start().await;
+    let store = &stack.api.store;
+    let project = ProjectCode::parse("DIED").unwrap();
+    let key = IdempotencyKey::parse("died-key").unwrap();
+    let now = Timestamp::now();
+    let attempt = |event_id, at: Timestamp| PublishAttempt {
+        fingerprint: "f",
+        event_id,
+        timestamp: 1_650_540_194,
+        now: at,
+        expires_at: at.after(std::time::Duration::from_secs(86_400)),
+    };
+    // A publish claimed the key a minute ago and died before settling it.
+    let first = uuid::Uuid::now_v7();
+    let long_ago = now.before(std::time::Duration::from_secs(60));
+    assert_eq!(
+        store
+            .claim_publish(&project, &key, attempt(first, long_ago))
+            .await
+            .unwrap(),
+        PublishClaim::Fresh
+    );
+    // Two repeats at once: one takes it over (the same event, nothing
+    // queued yet), the other finds it under way.
+    let repeat = || store.claim_publish(&project, &key, attempt(uuid::Uuid::now_v7(), now));
+    let (a, b) = tokio::join!(repeat(), repeat());
+    let mut claims = [a.unwrap(), b.unwrap()];
+    claims.sort_by_key(|c| matches!(c, PublishClaim::InProgress));
+    assert_eq!(
+        claims,
+        [
+            PublishClaim::Resume {
+                event_id: first,
+                timestamp: 1_650_540_194,
+                queued: Default::default()
+            },
+            PublishClaim::InProgress
+        ]
+    );
+    // The dead publish can no longer settle it; the one holding it can.
+    assert!(
+        store
+            .settle_publish(&project, &key, long_ago, &[], true)
+            .await
+            .is_err()
+    );
+    store
+        .settle_publish(&project, &key, now, &[], true)
+        .await
+        .unwrap();
 }

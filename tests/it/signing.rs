@@ -410,3 +410,26 @@ async fn the_overlap_shows_while_it_lasts_and_a_second_rotation_inside_it_keeps_
         .await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.text);
 }
+
+#[tokio::test]
+async fn two_rotations_at_once_rotate_once() {
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let (id, _) = signed_webhook(&stack, &rx, "/racing").await;
+    let path = format!("/projects/SIGN/webhooks/{id}/signing-secret/rotate");
+    let rotate = || stack.api.admin("POST", &path, None);
+    let (a, b) = tokio::join!(rotate(), rotate());
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let won = if a.status == StatusCode::OK { &a } else { &b };
+    let read = stack
+        .api
+        .admin(
+            "GET",
+            &format!("/projects/SIGN/webhooks/{id}/signing-secret"),
+            None,
+        )
+        .await;
+    assert_eq!(read.body["signing_secret"], won.body["signing_secret"]);
+}

@@ -253,22 +253,15 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         let mut incoming = Vec::with_capacity(event.records.len());
         let now = Timestamp::now();
         // An event source mapping reads one queue: the batch's lane.
-        let batch_lane = match (
-            &self.lanes,
+        let batch_lane = self.lane_of(
             event
                 .records
                 .first()
                 .and_then(|r| r.event_source_arn.as_deref()),
-        ) {
-            (Some(lanes), Some(source)) => lanes.names.lane_of_source(source),
-            _ => Lane::Fast,
-        };
+        );
         for record in event.records {
             let id = record.message_id.unwrap_or_default();
-            let lane = match (&self.lanes, record.event_source_arn.as_deref()) {
-                (Some(lanes), Some(source)) => lanes.names.lane_of_source(source),
-                _ => Lane::Fast,
-            };
+            let lane = self.lane_of(record.event_source_arn.as_deref());
             let body = record.body.unwrap_or_default();
             match DeliveryMessage::decode(&body) {
                 Ok(message) => incoming.push(Incoming {
@@ -382,6 +375,15 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         self.record_attempts(&attempts, ends).await;
         publish_metrics(batch_lane, &verdicts, &latencies, retries_queued);
         response(&verdicts)
+    }
+
+    /// The lane a record came from, by its event source (the fast lane
+    /// without lanes or a source).
+    fn lane_of(&self, source: Option<&str>) -> Lane {
+        match (&self.lanes, source) {
+            (Some(lanes), Some(source)) => lanes.names.lane_of_source(source),
+            _ => Lane::Fast,
+        }
     }
 
     /// Writes what the batch's POSTs changed on their webhooks: per
