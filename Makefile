@@ -31,6 +31,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 test: setup ## Run every test: unit, integration (local AWS emulator), and the API against its OpenAPI description
 	cargo test --workspace
+	cargo test -p integration-tests --test it -- --ignored
 	scripts/schemathesis.sh
 
 dev: setup ## Run the whole service locally (API :3000, inspector :3001, AWS emulator :4566)

@@ -288,3 +288,119 @@ pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
         quantile(&publish_ms, 0.5),
     )
 }
+
+/// AWS calls per 1,000 deliveries of a bulk recovery of `n` failed
+/// deliveries at 100 a second, everything included: the request's first
+/// steps, the later steps in the waiting lane, the sender's receives, slots,
+/// POSTs' bookkeeping and progress. And the calls of the steps alone.
+pub async fn per_recovery(n: usize) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    use shared::domain::recover::{Plan, Recovery, Window};
+    use shared::domain::{Lane, LaneNames};
+    use shared::ports::RecoveryStore as _;
+    use shared::recovery::{Driver, Recoverer};
+
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = stack
+        .webhook("RECOVER", &rx.url("/back"), &["run.completed"], None)
+        .await;
+    let since = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    integration_tests::failed_deliveries(&stack.api.store, "RECOVER", &id, n).await;
+    let Counting {
+        store,
+        queue,
+        dynamo,
+        sqs,
+        ..
+    } = stack.counting().await;
+    let log = DeliveryLog::default();
+    let urls = queue.urls().clone();
+    let sender = Sender::new(
+        store.clone(),
+        HttpPoster::new(loopback_policy(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}")),
+        10,
+    )
+    .with_lanes(
+        queue.clone(),
+        LaneNames::from_urls(&urls.fast, &urls.slow, &urls.waiting),
+        Vec::new(),
+    )
+    .with_history(log)
+    .with_recoveries(Arc::new(Recoverer::new(store.clone(), queue.clone(), log)));
+    let now = Timestamp::now();
+    let recovery = Recovery {
+        id: uuid::Uuid::now_v7(),
+        project: ProjectCode::parse("RECOVER").unwrap_or_else(|_| unreachable!()),
+        webhook_id: WebhookId::parse(&id).unwrap_or_else(|| unreachable!()),
+        plan: Plan {
+            window: Window {
+                from: since,
+                to: now,
+            },
+            missed: None,
+            rate: 100,
+        },
+        created_at: now,
+        finished_at: None,
+    };
+    Driver::new(&store, &queue, log)
+        .start(&recovery, Instant::now() + Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut steps = per(&[&dynamo, &sqs], 1.0);
+    // The bench's own empty receives (it polls in a loop; the event source
+    // mapping long-polls) are not the recovery's.
+    let mut idle: BTreeMap<String, f64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        for lane in [Lane::Slow, Lane::Waiting] {
+            let before = per(&[&dynamo, &sqs], 1.0);
+            let poll = poll_once(&sender, queue.client(), urls.url(lane), 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let after = per(&[&dynamo, &sqs], 1.0);
+            let made = after
+                .iter()
+                .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0.0)));
+            // A waiting-lane batch is a step: its calls are the steps'.
+            let into = match (lane, poll.received) {
+                (_, 0) => &mut idle,
+                (Lane::Waiting, _) => &mut steps,
+                _ => continue,
+            };
+            for (op, n) in made {
+                *into.entry(op).or_insert(0.0) += n;
+            }
+        }
+        let (_, progress) = stack
+            .api
+            .store
+            .get_recovery(&recovery.project, recovery.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| unreachable!());
+        if progress.state() == shared::domain::recover::State::Finished {
+            assert_eq!(progress.delivered, n as u64);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recovery did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let thousands = n as f64 / 1000.0;
+    let mut all = per(&[&dynamo, &sqs], 1.0);
+    for (op, n) in idle {
+        if let Some(count) = all.get_mut(&op) {
+            *count -= n;
+        }
+    }
+    all.retain(|_, n| *n > 0.0);
+    let per_thousand = |calls: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        calls
+            .into_iter()
+            .map(|(op, count)| (op, count / thousands))
+            .collect()
+    };
+    (per_thousand(all), per_thousand(steps))
+}

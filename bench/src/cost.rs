@@ -32,6 +32,9 @@ pub const FANOUT: f64 = 10.0;
 pub struct History {
     pub attempt_bytes: usize,
     pub event_bytes: usize,
+    /// The event's entry in the `events` index (a project's events by
+    /// time, for a recovery's missed events): written and kept beside it.
+    pub event_index_bytes: usize,
     pub days: f64,
 }
 
@@ -43,10 +46,13 @@ fn write_units(bytes: usize) -> f64 {
 impl History {
     /// Dollars per million deliveries for the history: one attempt item per
     /// delivery (in the sender's one BatchWriteItem per batch), one event
-    /// item per publish, and their storage for the retention.
+    /// item and its index entry per publish, and their storage for the
+    /// retention.
     pub fn per_million(&self) -> (f64, f64) {
-        let writes = write_units(self.attempt_bytes) + write_units(self.event_bytes) / FANOUT;
-        let bytes = self.attempt_bytes as f64 + self.event_bytes as f64 / FANOUT;
+        let writes = write_units(self.attempt_bytes)
+            + (write_units(self.event_bytes) + write_units(self.event_index_bytes)) / FANOUT;
+        let bytes =
+            self.attempt_bytes as f64 + (self.event_bytes + self.event_index_bytes) as f64 / FANOUT;
         let storage = bytes * 1e6 / 1e9 * DYNAMODB_GB_MONTH * self.days / 30.0;
         (writes * DYNAMODB_WRITE_UNIT * 1e6, storage)
     }

@@ -25,6 +25,9 @@ pub struct Sizes {
     pub event: usize,
     /// An event whose envelope is the largest accepted (256 KiB).
     pub largest_event: usize,
+    /// The typical event's entry in the `events` index: the keys and what
+    /// the index carries.
+    pub event_index: usize,
 }
 
 fn attempt_bytes(event: &Event, outcome: Outcome, body: &[u8]) -> usize {
@@ -47,12 +50,32 @@ fn attempt_bytes(event: &Event, outcome: Outcome, body: &[u8]) -> usize {
 }
 
 fn event_bytes(event: &Event) -> usize {
+    item_size(&stored_event(event))
+}
+
+fn stored_event(event: &Event) -> shared::adapters::dynamo::schema::Item {
     let now = Timestamp::now();
     let envelope = event.envelope().unwrap();
     assert!(envelope_fits(&envelope));
     let stored = StoredEvent::new(event, &envelope, now);
     let expires = DeliveryLog::default().expires_at(now).unwrap();
-    item_size(&event_item(&stored, expires).unwrap())
+    event_item(&stored, expires).unwrap()
+}
+
+/// The entry an event item makes in the `events` index: the table's keys,
+/// the index's and the attributes it projects.
+fn event_index_bytes(event: &Event) -> usize {
+    use shared::adapters::dynamo::schema::{EVENTS_INDEX_ATTRIBUTES, EVENTS_SK, attr};
+    let mut item = stored_event(event);
+    let kept = [attr::PK, attr::SK, attr::EVENTS_PK, EVENTS_SK];
+    item.retain(|name, _| {
+        kept.contains(&name.as_str()) || EVENTS_INDEX_ATTRIBUTES.contains(&name.as_str())
+    });
+    assert!(
+        item.contains_key(attr::EVENTS_PK),
+        "a published event is indexed"
+    );
+    item_size(&item)
 }
 
 /// An event whose envelope is exactly the largest accepted.
@@ -79,6 +102,7 @@ pub fn sizes() -> Sizes {
         ),
         event: event_bytes(&event),
         largest_event: event_bytes(&largest_event()),
+        event_index: event_index_bytes(&event),
     }
 }
 

@@ -236,6 +236,24 @@ async fn main() {
         ));
         results.aws_calls.insert(format!("per {what}"), calls);
     }
+    let (recovered, steps) = aws::per_recovery(2_000).await;
+    for (what, calls) in [
+        (
+            "1,000 deliveries of a bulk recovery (its steps, the sender's receives, slots, history and progress)",
+            recovered,
+        ),
+        (
+            "1,000 deliveries of a bulk recovery: its steps alone",
+            steps,
+        ),
+    ] {
+        figures.push(Figure::once(
+            &format!("AWS calls per {what}"),
+            "calls",
+            calls.values().sum(),
+        ));
+        results.aws_calls.insert(format!("per {what}"), calls);
+    }
     for total in [1_000, 10_000] {
         let (read, calls) = aws::per_sweep(total).await;
         figures.push(
@@ -281,6 +299,7 @@ async fn main() {
     let history = |event_bytes| cost::History {
         attempt_bytes: sizes.attempt,
         event_bytes,
+        event_index_bytes: sizes.event_index,
         days: f64::from(DEFAULT_DELIVERY_LOG_DAYS),
     };
     for (scenario, calls, log) in [
@@ -320,7 +339,7 @@ async fn main() {
     results.section(
         "Cost model",
         &format!(
-            "Per million deliveries, each publish fanning out to {} webhooks: Lambda (128 MB, arm64) requests and GB-seconds from the measured handler time of a 10-record batch (median of section 1) and of a publish (median publish call of the end-to-end run, an upper bound: it includes the emulator), SQS requests, DynamoDB read and write units and API Gateway requests from the counted calls. With the delivery history on (the default, {} days), one attempt item per delivery and one event item per publish, write units by their measured sizes (next section), and their storage for the retention. The 256 KiB scenario changes only the stored event's size (its SQS and Lambda figures are those of the typical event). Prices: {}.",
+            "Per million deliveries, each publish fanning out to {} webhooks: Lambda (128 MB, arm64) requests and GB-seconds from the measured handler time of a 10-record batch (median of section 1) and of a publish (median publish call of the end-to-end run, an upper bound: it includes the emulator), SQS requests, DynamoDB read and write units and API Gateway requests from the counted calls. With the delivery history on (the default, {} days), one attempt item per delivery and one event item per publish with its entry in the `events` index, write units by their measured sizes (next section), and their storage for the retention. The 256 KiB scenario changes only the stored event's size (its SQS and Lambda figures are those of the typical event). Prices: {}.",
             cost::FANOUT,
             DEFAULT_DELIVERY_LOG_DAYS,
             cost::PRICES_AS_OF
@@ -329,7 +348,7 @@ async fn main() {
     );
     results.section(
         "Delivery history items",
-        "Sizes as DynamoDB bills them (attribute names plus values), of the items built by the code that stores them: an attempt of the typical event (`run.completed`, 171 bytes as Qase sends it) with its signed request headers, the secret masked, and a short response; the same attempt failed with a full 1 KiB response body; the stored event, typical and the largest accepted (a 256 KiB envelope). A write costs one unit per started KiB.",
+        "Sizes as DynamoDB bills them (attribute names plus values), of the items built by the code that stores them: an attempt of the typical event (`run.completed`, 171 bytes as Qase sends it) with its signed request headers, the secret masked, and a short response; the same attempt failed with a full 1 KiB response body; the stored event, typical and the largest accepted (a 256 KiB envelope), and the typical event's entry in the `events` index (written with it, kept as long). A write costs one unit per started KiB.",
         vec![
             Figure::once("attempt item, typical event, delivered", "bytes", sizes.attempt as f64),
             Figure::once(
@@ -338,6 +357,11 @@ async fn main() {
                 sizes.attempt_full_body as f64,
             ),
             Figure::once("event item, typical event", "bytes", sizes.event as f64),
+            Figure::once(
+                "its entry in the events index (a project's events by time)",
+                "bytes",
+                sizes.event_index as f64,
+            ),
             Figure::once(
                 "event item, 256 KiB envelope",
                 "bytes",
@@ -391,6 +415,7 @@ async fn main() {
                 ("TABLE_NAME", table.clone()),
                 ("DELIVERY_QUEUE_URL", stack.api.queue_url.clone()),
                 ("SLOW_QUEUE_URL", stack.api.queue_urls.slow.clone()),
+                ("WAITING_QUEUE_URL", stack.api.queue_urls.waiting.clone()),
                 ("ADMIN_TOKEN", "replace-with-your-admin-token".into()),
             ]),
             &api_event,

@@ -113,3 +113,58 @@ impl DeliveryStore for MemoryStore {
         Ok(())
     }
 }
+
+/// Recoveries' pace and progress, kept in memory.
+#[derive(Debug, Default)]
+struct Recoveries {
+    slots: HashMap<(uuid::Uuid, i64), u32>,
+    progress: HashMap<uuid::Uuid, shared::domain::recover::Progress>,
+    finished: std::collections::HashSet<uuid::Uuid>,
+}
+
+static RECOVERIES: std::sync::LazyLock<Mutex<Recoveries>> =
+    std::sync::LazyLock::new(|| Mutex::new(Recoveries::default()));
+
+fn recoveries() -> std::sync::MutexGuard<'static, Recoveries> {
+    RECOVERIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl shared::ports::RecoveryProgress for MemoryStore {
+    async fn take_recovery_slots(
+        &self,
+        recovery: uuid::Uuid,
+        second: i64,
+        wanted: u32,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        let mut all = recoveries();
+        let slots = all.slots.entry((recovery, second)).or_default();
+        let room = limit.saturating_sub(*slots).min(wanted);
+        *slots += room;
+        Ok(room)
+    }
+
+    async fn tally_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        tally: shared::domain::recover::Tally,
+    ) -> Result<shared::domain::recover::Progress, StoreError> {
+        let mut all = recoveries();
+        let progress = all.progress.entry(recovery).or_default();
+        progress.sent += tally.delivered + tally.failed;
+        progress.delivered += tally.delivered;
+        progress.failed += tally.failed;
+        progress.skipped += tally.skipped;
+        Ok(*progress)
+    }
+
+    async fn finish_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        _at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(recoveries().finished.insert(recovery))
+    }
+}

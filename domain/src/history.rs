@@ -820,6 +820,61 @@ mod tests {
     }
 
     #[test]
+    fn a_recoverys_delivery_is_a_marked_resend_to_an_enabled_webhook_in_its_own_group() {
+        use crate::recover::{Paced, Plan, Recovery, Window};
+        let mut hook = webhook(None);
+        let event = stored_event();
+        let now = Timestamp::now();
+        let recovery = Recovery {
+            id: Uuid::now_v7(),
+            project: hook.project.clone(),
+            webhook_id: hook.id,
+            plan: Plan {
+                window: Window { from: now, to: now },
+                missed: None,
+                rate: 7,
+            },
+            created_at: now,
+            finished_at: None,
+        };
+        let message = recovery.delivery(&event).unwrap();
+        assert_eq!(message.trigger, Trigger::Recovery);
+        assert_eq!(
+            message.recovery,
+            Some(Paced {
+                id: recovery.id,
+                rate: 7
+            })
+        );
+        assert_eq!(message.event_id, event.id);
+        assert_eq!(message.group(), hook.id.to_string());
+        let decoded = DeliveryMessage::decode(&message.encode().unwrap()).unwrap();
+        assert_eq!(decoded.recovery, message.recovery);
+        assert_eq!(decoded.trigger, Trigger::Recovery);
+        // A published delivery keeps the project's group and no recovery.
+        let published = event.redelivery(hook.id).unwrap();
+        assert_eq!(published.group(), hook.project.as_str());
+        assert!(!published.encode().unwrap().contains("recovery"));
+        let signing = SigningSecret::generate().unwrap();
+        let dispatch = prepare(&hook, &signing, message, Timestamp::now()).unwrap();
+        assert_eq!(dispatch.header(REDELIVERY_HEADER), Some("true"));
+        assert_eq!(dispatch.body, event.envelope);
+        // Enabled: sent whatever it subscribes to now; disabled: skipped.
+        assert!(eligible(Some(&hook), EventName::CaseCreated, Trigger::Recovery).is_ok());
+        hook.enabled = false;
+        assert_eq!(
+            eligible(Some(&hook), EventName::RunCompleted, Trigger::Recovery).unwrap_err(),
+            Skip::Disabled
+        );
+        assert_eq!(
+            eligible(None, EventName::RunCompleted, Trigger::Recovery).unwrap_err(),
+            Skip::Deleted
+        );
+        assert!(Trigger::Recovery.is_resend() && Trigger::Redelivery.is_resend());
+        assert!(!Trigger::Event.is_resend() && !Trigger::Ping.is_resend());
+    }
+
+    #[test]
     fn a_ping_is_the_usual_envelope_naming_the_webhook() {
         let hook = webhook(None);
         let now = at("2026-11-29T10:00:00Z");

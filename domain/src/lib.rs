@@ -10,6 +10,7 @@ pub mod lane;
 pub mod notice;
 pub mod project;
 pub mod rate;
+pub mod recover;
 pub mod retry;
 pub mod secret;
 pub mod time;

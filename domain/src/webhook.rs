@@ -105,6 +105,12 @@ pub struct Webhook {
     pub disabled_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// The last span it was disabled, set when it is re-enabled: the events
+    /// published then are what it missed (`crate::recover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_disabled_from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_disabled_until: Option<Timestamp>,
     /// Signs every delivery. `None` only on a webhook stored before
     /// deliveries were signed: it gets one at its first delivery or read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +124,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// The last span it was disabled, once it was re-enabled.
+    pub fn last_disabled(&self) -> Option<crate::recover::Window> {
+        Some(crate::recover::Window {
+            from: self.last_disabled_from?,
+            to: self.last_disabled_until?,
+        })
+    }
+
     /// The previous signing secret while it still signs at `now`, unless it
     /// is `current` itself.
     pub fn previous_signing(
@@ -237,6 +251,8 @@ impl NewWebhook {
             slow_since: None,
             disabled_at: None,
             disabled_reason: None,
+            last_disabled_from: None,
+            last_disabled_until: None,
             signing_secret: None,
             previous_signing_secret: None,
             previous_signing_until: None,
@@ -892,5 +908,24 @@ mod tests {
         assert_eq!(WebhookId::parse(&id.to_string()), Some(id));
         assert_eq!(WebhookId::parse(&id.to_string().to_uppercase()), None);
         assert_eq!(WebhookId::parse("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn the_last_disabled_span_is_known_once_it_has_both_ends() {
+        let mut hook = crate::testing::webhook("P");
+        assert_eq!(hook.last_disabled(), None);
+        let (from, to) = (
+            Timestamp::parse("2026-11-29T00:00:00Z").unwrap(),
+            Timestamp::parse("2026-11-30T00:00:00Z").unwrap(),
+        );
+        hook.last_disabled_from = Some(from);
+        assert_eq!(hook.last_disabled(), None);
+        hook.last_disabled_until = Some(to);
+        assert_eq!(
+            hook.last_disabled(),
+            Some(crate::recover::Window { from, to })
+        );
+        hook.last_disabled_from = None;
+        assert_eq!(hook.last_disabled(), None);
     }
 }

@@ -179,17 +179,21 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
     )
     .await?;
     let store = DynamoStore::from_sdk(&sdk, &resources.table);
+    let queue = SqsQueue::from_sdk(&sdk, resources.queue_urls.clone());
+    let recoveries =
+        shared::recovery::Recoverer::new(store.clone(), queue.clone(), config.delivery_log);
     let sender = Sender::new(
         store.clone(),
         HttpPoster::new(loopback_policy(), config.deadline)?,
         sender::DEFAULT_CONCURRENCY,
     )
     .with_lanes(
-        SqsQueue::from_sdk(&sdk, resources.queue_urls.clone()),
+        queue,
         resources.queue_urls.names(),
         shared::domain::retry::STANDARD_SCHEDULE.to_vec(),
     )
-    .with_history(config.delivery_log);
+    .with_history(config.delivery_log)
+    .with_recoveries(std::sync::Arc::new(recoveries));
     let sweeper = Sweeper::new(
         store,
         PrintingMailer(SesMailer::from_sdk(&sdk)),

@@ -12,6 +12,7 @@ pub mod adapters;
 pub mod config;
 pub use domain;
 pub mod ports;
+pub mod recovery;
 pub mod telemetry;
 
 /// The instant of a Lambda invocation's deadline, given (as the runtime's

@@ -7,10 +7,13 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use crate::domain::history::{AttemptCursor, Recovery, StatusFilter, SuccessSearch};
+use crate::domain::history::{
+    AttemptCursor, Recovery as HistoryRecovery, StatusFilter, SuccessSearch,
+};
+use crate::domain::recover::{Progress, Recovery, Tally, Window};
 use crate::domain::{
-    Attempt, IdempotencyKey, Lane, Mail, ProjectCode, SigningSecret, StoredEvent, Timestamp,
-    TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId,
+    Attempt, EventName, IdempotencyKey, Lane, Mail, ProjectCode, SigningSecret, StoredEvent,
+    Timestamp, TokenHash, TokenId, TokenRecord, Webhook, WebhookChanges, WebhookId,
 };
 
 /// Why a storage call did not do what was asked.
@@ -361,6 +364,15 @@ pub trait DeliveryQueue: Send + Sync {
         bodies: Vec<String>,
     ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
 
+    /// Queues every body in `lane`, each invisible for its delay (at most
+    /// 15 minutes), or says which did not make it.
+    fn enqueue_paced(
+        &self,
+        lane: Lane,
+        group: &str,
+        bodies: Vec<(String, std::time::Duration)>,
+    ) -> impl Future<Output = Result<usize, EnqueueError>> + Send;
+
     /// Queues one body in `lane`, invisible for `delay` (at most 15 minutes).
     fn enqueue_one(
         &self,
@@ -435,7 +447,7 @@ pub trait SweepStore: Send + Sync {
     fn recover(
         &self,
         webhook: &Webhook,
-        recovery: Recovery,
+        recovery: HistoryRecovery,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Disabled webhooks whose e-mail is not sent yet.
@@ -517,4 +529,110 @@ pub enum MailError {
 /// Sending e-mail.
 pub trait Mailer: Send + Sync {
     fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), MailError>> + Send;
+}
+
+/// What the sender needs of a bulk recovery (`domain::recover`): the pace
+/// and the progress of its deliveries.
+pub trait RecoveryProgress: Send + Sync {
+    /// Counts up to `wanted` POSTs of `recovery` in `second` (Unix
+    /// seconds), as many as fit under `limit`; answers how many it counted.
+    /// Concurrent senders never count past the limit.
+    fn take_recovery_slots(
+        &self,
+        recovery: Uuid,
+        second: i64,
+        wanted: u32,
+        limit: u32,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Adds a batch's first attempts of the recovery's deliveries to its
+    /// progress; answers the progress after it.
+    fn tally_recovery(
+        &self,
+        recovery: Uuid,
+        tally: Tally,
+    ) -> impl Future<Output = Result<Progress, StoreError>> + Send;
+
+    /// Marks the recovery finished at `at`, once: `true` for the one call
+    /// that did (a sender and a step may both see it end).
+    fn finish_recovery(
+        &self,
+        recovery: Uuid,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A project's published event, as the `events` index finds it by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub id: Uuid,
+    pub name: EventName,
+}
+
+/// A recovery's bookkeeping: the recovery, its marks of the events it
+/// found (one per event: a recovery sends an event once), and finding
+/// events by time.
+pub trait RecoveryStore: RecoveryProgress + HistoryStore {
+    /// Stores a new recovery, kept until `expires_at`.
+    fn create_recovery(
+        &self,
+        recovery: &Recovery,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The recovery and its progress, if it is the project's.
+    fn get_recovery(
+        &self,
+        project: &ProjectCode,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<(Recovery, Progress)>, StoreError>> + Send;
+
+    /// Marks the events first seen by the recovery (`settled`: a resend
+    /// delivered it, nothing to send), ignoring those it marked before;
+    /// counts the new unsettled ones as found, and with `found_all` says
+    /// finding is over. Answers the progress after it.
+    fn record_found(
+        &self,
+        recovery: &Recovery,
+        seen: &[(Published, bool)],
+        found_all: bool,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<Progress, StoreError>> + Send;
+
+    /// Up to `limit` events the recovery found to send, oldest first, after
+    /// `after`.
+    fn found_events(
+        &self,
+        recovery: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Published, Uuid>, StoreError>> + Send;
+
+    /// Counts deliveries queued, and events found that are no longer kept;
+    /// with `queued_all`, says everything found is queued. Answers the
+    /// progress after it.
+    fn record_queued(
+        &self,
+        recovery: Uuid,
+        queued: u64,
+        expired: u64,
+        queued_all: bool,
+    ) -> impl Future<Output = Result<Progress, StoreError>> + Send;
+
+    /// Up to `limit` events of the project published in `window`, oldest
+    /// first, after `after` (a position this answered before).
+    fn events_between(
+        &self,
+        project: &ProjectCode,
+        window: Window,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Published, String>, StoreError>> + Send;
+
+    /// The stored events of the project among `ids` that are still kept.
+    fn get_events(
+        &self,
+        project: &ProjectCode,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, StoredEvent>, StoreError>> + Send;
 }

@@ -515,6 +515,36 @@ async fn a_post_that_could_not_end_within_the_invocation_is_not_started() {
 #[derive(Debug, Clone)]
 struct HangingWrites(shared::adapters::DynamoStore);
 
+impl shared::ports::RecoveryProgress for HangingWrites {
+    async fn take_recovery_slots(
+        &self,
+        recovery: uuid::Uuid,
+        second: i64,
+        wanted: u32,
+        limit: u32,
+    ) -> Result<u32, shared::ports::StoreError> {
+        self.0
+            .take_recovery_slots(recovery, second, wanted, limit)
+            .await
+    }
+
+    async fn tally_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        tally: shared::domain::recover::Tally,
+    ) -> Result<shared::domain::recover::Progress, shared::ports::StoreError> {
+        self.0.tally_recovery(recovery, tally).await
+    }
+
+    async fn finish_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        at: shared::domain::Timestamp,
+    ) -> Result<bool, shared::ports::StoreError> {
+        self.0.finish_recovery(recovery, at).await
+    }
+}
+
 impl shared::ports::DeliveryStore for HangingWrites {
     async fn get_many(
         &self,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use axum::http::StatusCode;
 use integration_tests::counting::counting_store;
+use integration_tests::documented;
 use integration_tests::receiver::Receiver;
 use integration_tests::stack::Stack;
 use serde_json::{Value, json};
@@ -43,27 +44,6 @@ async fn detail(stack: &Stack, project: &str, id: &str, delivery: &str) -> Value
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     reply.body
-}
-
-/// `value` carries every required property of the OpenAPI schema `name`
-/// and no property it does not document.
-fn documented(name: &str, value: &Value) {
-    let spec: Value = serde_json::from_str(config_api::routes::catalog::OPENAPI).unwrap();
-    let schema = &spec["components"]["schemas"][name];
-    let documented = schema["properties"].as_object().unwrap();
-    let sent = value.as_object().unwrap();
-    for key in sent.keys() {
-        assert!(
-            documented.contains_key(key),
-            "{name}: {key} is not documented"
-        );
-    }
-    for key in schema["required"].as_array().unwrap() {
-        assert!(
-            sent.contains_key(key.as_str().unwrap()),
-            "{name}: {key} missing"
-        );
-    }
 }
 
 /// Every history and event item in the table, as text (test-only Scan).

@@ -32,6 +32,36 @@ struct Stalled {
     refuse_history: bool,
 }
 
+impl shared::ports::RecoveryProgress for Stalled {
+    async fn take_recovery_slots(
+        &self,
+        recovery: uuid::Uuid,
+        second: i64,
+        wanted: u32,
+        limit: u32,
+    ) -> Result<u32, shared::ports::StoreError> {
+        self.store
+            .take_recovery_slots(recovery, second, wanted, limit)
+            .await
+    }
+
+    async fn tally_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        tally: shared::domain::recover::Tally,
+    ) -> Result<shared::domain::recover::Progress, shared::ports::StoreError> {
+        self.store.tally_recovery(recovery, tally).await
+    }
+
+    async fn finish_recovery(
+        &self,
+        recovery: uuid::Uuid,
+        at: shared::domain::Timestamp,
+    ) -> Result<bool, shared::ports::StoreError> {
+        self.store.finish_recovery(recovery, at).await
+    }
+}
+
 impl DeliveryStore for Stalled {
     async fn get_many(
         &self,

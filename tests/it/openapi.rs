@@ -92,6 +92,20 @@ async fn every_documented_operation_answers_a_documented_status() {
     let hook = api.create_webhook("DEMO", webhook_body("target")).await;
     let token = api.admin("POST", "/projects/DEMO/tokens", None).await.body;
     let delivery = recorded_delivery(&api, hook["id"].as_str().unwrap()).await;
+    // A recovery's window is relative to now: the example's times, moved
+    // to the last hour.
+    let since = shared::domain::Timestamp::now().before(std::time::Duration::from_secs(3600));
+    let recovery = api
+        .admin(
+            "POST",
+            &format!(
+                "/projects/DEMO/webhooks/{}/recover",
+                hook["id"].as_str().unwrap()
+            ),
+            Some(json!({"since": since.to_string()})),
+        )
+        .await;
+    assert_eq!(recovery.status, StatusCode::ACCEPTED, "{}", recovery.text);
     let paths = spec["paths"].as_object().unwrap();
     let mut operations = Vec::new();
     for (template, item) in paths {
@@ -102,9 +116,11 @@ async fn every_documented_operation_answers_a_documented_status() {
             operations.push((template.clone(), method.to_uppercase(), op.clone()));
         }
     }
-    // Deletions last, so every other operation still finds its target.
-    operations.sort_by_key(|(_, method, _)| method == "DELETE");
-    assert_eq!(operations.len(), 17);
+    // Deletions last, so every other operation still finds its target;
+    // before them the changes (the PATCH example disables the webhook,
+    // which a recovery refuses).
+    operations.sort_by_key(|(_, method, _)| (method == "DELETE", method == "PATCH"));
+    assert_eq!(operations.len(), 19);
     for (template, method, op) in operations {
         let id = if template.contains("tokens") {
             &token["id"]
@@ -114,10 +130,18 @@ async fn every_documented_operation_answers_a_documented_status() {
         let path = template
             .replace("{project}", "DEMO")
             .replace("{id}", id.as_str().unwrap())
-            .replace("{delivery_id}", &delivery);
-        let body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .replace("{delivery_id}", &delivery)
+            .replace(
+                "{recovery_id}",
+                recovery.body["recovery_id"].as_str().unwrap(),
+            );
+        let mut body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             .as_str()
             .map(|r| example_body(&spec, r.rsplit('/').next().unwrap()));
+        if let Some(body) = body.as_mut().filter(|_| template.ends_with("/recover")) {
+            body["since"] = json!(since.to_string());
+            body.as_object_mut().unwrap().remove("until");
+        }
         let reply = api.admin(&method, &path, body).await;
         let documented = keys(&op["responses"]);
         assert!(

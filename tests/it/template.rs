@@ -989,10 +989,15 @@ fn each_function_may_use_the_lanes_it_needs_and_no_more() {
             "sqs:SendMessage WaitingQueue",
         ])
     );
-    // Publishing, redelivery and ping queue to the fast and slow lanes.
+    // Publishing, redelivery and ping queue to the fast and slow lanes; a
+    // bulk recovery's later steps to the waiting lane.
     assert_eq!(
         queue_grants(&t, "ConfigApiFunction"),
-        set(&["sqs:SendMessage DeliveryQueue", "sqs:SendMessage SlowQueue"])
+        set(&[
+            "sqs:SendMessage DeliveryQueue",
+            "sqs:SendMessage SlowQueue",
+            "sqs:SendMessage WaitingQueue",
+        ])
     );
     assert!(queue_grants(&t, "SweeperFunction").is_empty());
     // Each lane's mapping reads its own queue; a dead-letter queue is only

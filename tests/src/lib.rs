@@ -378,13 +378,16 @@ pub mod stack {
             let sdk = crate::sdk_config().await;
             // Retries (for webhooks that ask for them) wait a second, then
             // two: a test sees a whole schedule in seconds.
+            let queue = SqsQueue::from_sdk(&sdk, api.queue_urls.clone());
+            let recoveries = shared::recovery::Recoverer::new(
+                api.store.clone(),
+                queue.clone(),
+                shared::domain::DeliveryLog::default(),
+            );
             let sender = Sender::new(api.store.clone(), http, 10)
-                .with_lanes(
-                    SqsQueue::from_sdk(&sdk, api.queue_urls.clone()),
-                    api.queue_urls.names(),
-                    TEST_RETRY_SCHEDULE.to_vec(),
-                )
-                .with_history(shared::domain::DeliveryLog::default());
+                .with_lanes(queue, api.queue_urls.names(), TEST_RETRY_SCHEDULE.to_vec())
+                .with_history(shared::domain::DeliveryLog::default())
+                .with_recoveries(std::sync::Arc::new(recoveries));
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             Self {
                 api,
@@ -614,24 +617,99 @@ pub mod stack {
 /// Writes webhooks straight to the table, 25 per `BatchWriteItem`: for tests
 /// and benchmarks that need thousands of them.
 pub async fn bulk_insert(store: &DynamoStore, hooks: &[shared::domain::Webhook]) {
+    let items = hooks
+        .iter()
+        .map(|hook| shared::adapters::dynamo::schema::webhook_item(hook).unwrap())
+        .collect();
+    bulk_put(store, items).await;
+}
+
+/// `n` events of `project` stored for `webhook`, each with one failed
+/// attempt, as a day of outage leaves them (written straight to the
+/// table: publishing and failing them one by one would take minutes).
+pub async fn failed_deliveries(store: &DynamoStore, project: &str, webhook: &str, n: usize) {
+    let project = shared::domain::ProjectCode::parse(project).unwrap();
+    let webhook = shared::domain::WebhookId::parse(webhook).unwrap();
+    let now = shared::domain::Timestamp::now();
+    let expires = now.after(std::time::Duration::from_secs(86_400));
+    let mut items = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let event = shared::domain::StoredEvent {
+            id: uuid::Uuid::now_v7(),
+            project: project.clone(),
+            event_name: shared::domain::EventName::RunCompleted,
+            envelope: serde_json::json!({"event_name": "run.completed", "timestamp": 1, "payload": {"n": i}, "team_member_id": null, "project_code": project.as_str()}).to_string(),
+            created_at: now,
+        };
+        let message = shared::domain::DeliveryMessage::for_event(
+            event.id,
+            project.clone(),
+            event.event_name,
+            webhook,
+            serde_json::value::RawValue::from_string(event.envelope.clone()).unwrap(),
+        );
+        let mut attempt = shared::domain::Attempt::of(&message, now);
+        attempt.outcome = shared::domain::history::AttemptOutcome::Failed;
+        attempt.status = Some(503);
+        attempt.failure_reason = Some("HTTP 503".into());
+        items.push(shared::adapters::dynamo::schema::event_item(&event, expires).unwrap());
+        items.push(shared::adapters::dynamo::schema::attempt_item(&attempt, expires).unwrap());
+    }
+    bulk_put(store, items).await;
+}
+
+/// `value` carries every required property of the OpenAPI schema `name`
+/// and no property it does not document.
+pub fn documented(name: &str, value: &serde_json::Value) {
+    let spec: serde_json::Value =
+        serde_json::from_str(config_api::routes::catalog::OPENAPI).unwrap();
+    let schema = &spec["components"]["schemas"][name];
+    let documented = schema["properties"].as_object().unwrap();
+    let sent = value.as_object().unwrap();
+    for key in sent.keys() {
+        assert!(
+            documented.contains_key(key),
+            "{name}: {key} is not documented"
+        );
+    }
+    for key in schema["required"].as_array().unwrap() {
+        assert!(
+            sent.contains_key(key.as_str().unwrap()),
+            "{name}: {key} missing"
+        );
+    }
+}
+
+/// Puts the items, 25 per `BatchWriteItem`, until the emulator took all.
+pub async fn bulk_put(store: &DynamoStore, items: Vec<shared::adapters::dynamo::schema::Item>) {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-    for chunk in hooks.chunks(25) {
-        let writes = chunk
+    for chunk in items.chunks(25) {
+        let mut writes: Vec<WriteRequest> = chunk
             .iter()
-            .map(|hook| {
-                let item = shared::adapters::dynamo::schema::webhook_item(hook).unwrap();
+            .map(|item| {
                 WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item.clone()))
+                            .build()
+                            .unwrap(),
+                    )
                     .build()
             })
             .collect();
-        store
-            .client()
-            .batch_write_item()
-            .request_items(store.table(), writes)
-            .send()
-            .await
-            .unwrap();
+        while !writes.is_empty() {
+            let out = store
+                .client()
+                .batch_write_item()
+                .request_items(store.table(), writes)
+                .send()
+                .await
+                .unwrap();
+            writes = out
+                .unprocessed_items
+                .and_then(|mut left| left.remove(store.table()))
+                .unwrap_or_default();
+        }
     }
 }
 

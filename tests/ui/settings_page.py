@@ -327,6 +327,51 @@ def main():
                 page.locator("#list li").first.get_by_role("button", name="Edit").click()
                 page.screenshot(path=os.path.join(SCREENSHOTS, "settings-edit.png"), full_page=True)
 
+        def recovers_what_did_not_arrive_and_replays_what_was_missed():
+            path = f"/recover-{PROJECT}"
+            hook = call(
+                "POST",
+                f"/projects/{PROJECT}/webhooks",
+                {"title": "Back after an outage", "endpoint": f"{INSPECTOR}{path}?status=503", "events": ["run.completed"]},
+            )
+            deliveries = f"/projects/{PROJECT}/webhooks/{hook['id']}/deliveries"
+            call("POST", f"/projects/{PROJECT}/events", {"event_name": "run.completed", "payload": {"id": 30}})
+            for _ in range(100):
+                if call("GET", deliveries)["deliveries"]:
+                    break
+                time.sleep(0.1)
+            assert call("GET", deliveries)["deliveries"][0]["outcome"] == "failed"
+            call("PATCH", f"/projects/{PROJECT}/webhooks/{hook['id']}", {"endpoint": f"{INSPECTOR}{path}"})
+            page.reload()
+            card = page.locator("#list li", has_text="Back after an outage")
+            card.get_by_role("button", name="Deliveries").click()
+            page.get_by_text("Recover deliveries that did not arrive").click()
+            expect(page.get_by_label("Since")).not_to_have_value("")
+            page.get_by_label("At most per second").fill("1000")
+            page.get_by_role("button", name="Recover", exact=True).click()
+            expect(page.locator("#rate_per_second-error")).to_contain_text("between 1 and 100")
+            page.get_by_label("At most per second").fill("5")
+            page.get_by_role("button", name="Recover", exact=True).click()
+            expect(page.locator("#recover-progress")).to_contain_text("Recovery finished", timeout=30000)
+            expect(page.locator("#recover-progress")).to_contain_text("1 delivered")
+            received = wait_for(path, 2)
+            assert received[1]["headers"].get("x-qase-redelivery") == "true", received[1]["headers"]
+            assert received[1]["body"] == received[0]["body"]
+            page.get_by_role("button", name="Back to webhooks").click()
+            # Off, an event it misses, on again: the page offers the replay.
+            card = page.locator("#list li", has_text="Back after an outage")
+            card.get_by_role("switch", name="Enabled").uncheck()
+            expect(card.locator(".badge")).to_have_text("disabled")
+            call("POST", f"/projects/{PROJECT}/events", {"event_name": "run.completed", "payload": {"id": 31}})
+            card = page.locator("#list li", has_text="Back after an outage")
+            card.get_by_role("switch", name="Enabled").check()
+            expect(page.locator("#replay")).to_be_visible()
+            page.get_by_role("button", name="Replay what it missed").click()
+            expect(page.locator("#replay-progress")).to_contain_text("Recovery finished", timeout=30000)
+            received = wait_for(path, 3)
+            assert json.loads(received[2]["body"])["payload"] == {"id": 31}, received[2]
+            assert received[2]["headers"].get("x-qase-redelivery") == "true"
+
         def signs_out():
             page.set_viewport_size({"width": 1100, "height": 800})
             page.get_by_role("button", name="Sign out").click()
@@ -347,6 +392,7 @@ def main():
         check("a filter change drops the previous listing's cursor; older deliveries page on", older_deliveries_follow_their_own_filter)
         check("works at 360 px wide, deliveries included", works_at_360_px)
         check("custom headers: a refused name says why, values are write-only and arrive", custom_headers_are_write_only)
+        check("recovers what did not arrive at a pace, and offers the missed events on re-enable", recovers_what_did_not_arrive_and_replays_what_was_missed)
         check("signs out and forgets the token", signs_out)
         check("no script errors (the CSP blocked nothing the page needs)", no_script_errors)
         browser.close()

@@ -21,11 +21,20 @@ pub enum Trigger {
     Redelivery,
     /// A person asked for a `webhook.ping`.
     Ping,
+    /// A bulk recovery resends a delivery that failed, or an event the
+    /// webhook missed while it was disabled (`crate::recover`).
+    Recovery,
 }
 
 impl Trigger {
     pub fn is_event(&self) -> bool {
         *self == Trigger::Event
+    }
+
+    /// Whether the endpoint is told this is a delivery sent again
+    /// (`X-Qase-Redelivery: true`).
+    pub fn is_resend(&self) -> bool {
+        matches!(self, Trigger::Redelivery | Trigger::Recovery)
     }
 }
 
@@ -55,6 +64,10 @@ pub struct DeliveryMessage {
     /// redelivery or ping is sent even to a disabled webhook, once.
     #[serde(default, skip_serializing_if = "Trigger::is_event")]
     pub trigger: Trigger,
+    /// The bulk recovery that queued it (trigger `recovery`): its progress
+    /// counts this delivery's first attempt, and its pace bounds the POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<crate::recover::Paced>,
 }
 
 fn first_attempt() -> u32 {
@@ -104,6 +117,7 @@ impl DeliveryMessage {
             attempt: 1,
             not_before: None,
             trigger: Trigger::Event,
+            recovery: None,
         }
     }
 
@@ -114,6 +128,17 @@ impl DeliveryMessage {
             attempt: self.attempt.saturating_add(1),
             not_before: Some(not_before),
             ..self
+        }
+    }
+
+    /// Its message group in the slow lane, where SQS serves groups fairly:
+    /// the project's, so that one project's backlog does not hold up the
+    /// others'; a bulk recovery's deliveries have their webhook's own, so
+    /// that one recovery does not hold up another's.
+    pub fn group(&self) -> String {
+        match self.recovery {
+            Some(_) => self.webhook_id.to_string(),
+            None => self.project.as_str().to_owned(),
         }
     }
 

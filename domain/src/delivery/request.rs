@@ -38,17 +38,23 @@ impl Skip {
 
 /// Whether a queued message is still to be sent (a disabled or
 /// deleted webhook receives nothing, even for messages already queued). A
-/// redelivery or ping a person asked for goes to any webhook that exists.
+/// redelivery or ping a person asked for goes to any webhook that exists; a
+/// bulk recovery's deliveries to an enabled one, whatever it subscribes to
+/// now (what it resends was found by the subscription of its time).
 pub fn eligible(
     webhook: Option<&Webhook>,
     event: EventName,
     trigger: Trigger,
 ) -> Result<&Webhook, Skip> {
     let webhook = webhook.ok_or(Skip::Deleted)?;
-    if !trigger.is_event() {
+    if matches!(trigger, Trigger::Redelivery | Trigger::Ping) {
         Ok(webhook)
     } else if !webhook.enabled {
         Err(Skip::Disabled)
+    } else if trigger == Trigger::Recovery {
+        // A recovery resends what the webhook was subscribed to when it was
+        // published or missed; it asks for an enabled webhook.
+        Ok(webhook)
     } else if !webhook.subscribes_to(event) {
         Err(Skip::Unsubscribed)
     } else {
@@ -182,7 +188,7 @@ pub fn prepare(
             sensitive: false,
         },
     ];
-    if message.trigger == Trigger::Redelivery {
+    if message.trigger.is_resend() {
         headers.push(Header {
             name: Cow::Borrowed(REDELIVERY_HEADER),
             value: Cow::Borrowed("true"),

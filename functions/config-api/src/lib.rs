@@ -17,7 +17,8 @@ use shared::adapters::{DynamoStore, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::{ApiToken, DeliveryLog, EndpointRules, PublishShare};
 use shared::ports::{
-    DeliveryQueue, HistoryStore, IdempotencyStore, RateStore, TokenStore, WebhookStore,
+    DeliveryQueue, HistoryStore, IdempotencyStore, RateStore, RecoveryStore, TokenStore,
+    WebhookStore,
 };
 
 pub mod auth;
@@ -37,11 +38,18 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// What the API needs from storage.
 pub trait Store:
-    WebhookStore + TokenStore + HistoryStore + RateStore + IdempotencyStore + 'static
+    WebhookStore + TokenStore + HistoryStore + RateStore + IdempotencyStore + RecoveryStore + 'static
 {
 }
-impl<T: WebhookStore + TokenStore + HistoryStore + RateStore + IdempotencyStore + 'static> Store
-    for T
+impl<
+    T: WebhookStore
+        + TokenStore
+        + HistoryStore
+        + RateStore
+        + IdempotencyStore
+        + RecoveryStore
+        + 'static,
+> Store for T
 {
 }
 
@@ -126,7 +134,7 @@ impl<S, Q> AppState<S, Q> {
 
 /// Every route of the API.
 pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
-    use routes::{catalog, deliveries, events, tokens, webhooks};
+    use routes::{catalog, deliveries, events, recoveries, tokens, webhooks};
     Router::new()
         .route(
             "/projects/{project}/webhooks",
@@ -161,6 +169,14 @@ pub fn router<S: Store, Q: Queue>(state: AppState<S, Q>) -> Router {
         .route(
             "/projects/{project}/webhooks/{id}/ping",
             post(deliveries::ping::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/recover",
+            post(recoveries::recover::<S, Q>),
+        )
+        .route(
+            "/projects/{project}/webhooks/{id}/recoveries/{recovery_id}",
+            get(recoveries::read::<S, Q>),
         )
         .route("/projects/{project}/events", post(events::publish::<S, Q>))
         .route("/projects/{project}/tokens", post(tokens::mint::<S, Q>))
@@ -217,8 +233,9 @@ pub enum AdminTokenSource {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub table_name: String,
-    /// `DELIVERY_QUEUE_URL` and `SLOW_QUEUE_URL`: the lanes publishing
-    /// queues to (the API queues nothing to the waiting lane).
+    /// `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`, `WAITING_QUEUE_URL`: the
+    /// lanes publishing queues to, and the waiting lane, where a bulk
+    /// recovery's later steps wait for the sender.
     pub queue_urls: LaneUrls,
     pub admin_token: AdminTokenSource,
     pub endpoint_rules: EndpointRules,
@@ -232,7 +249,8 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// `TABLE_NAME`, `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
+    /// `TABLE_NAME`, `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`,
+    /// `WAITING_QUEUE_URL`; `ADMIN_TOKEN_SECRET_ARN` (deployed) or `ADMIN_TOKEN`
     /// (local); `ALLOW_HTTP_ENDPOINTS`, `ENDPOINT_ALLOW_CIDRS`.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let admin_token = match (
@@ -245,19 +263,10 @@ impl ApiConfig {
         };
         Ok(Self {
             table_name: env.required("TABLE_NAME")?,
-            queue_urls: {
-                let (fast, slow) = (
-                    env.required("DELIVERY_QUEUE_URL")?,
-                    env.required("SLOW_QUEUE_URL")?,
-                );
-                // The API never queues to the waiting lane (only the sender
-                // does); the slow lane stands in for it.
-                let waiting = slow.clone();
-                LaneUrls {
-                    fast,
-                    slow,
-                    waiting,
-                }
+            queue_urls: LaneUrls {
+                fast: env.required("DELIVERY_QUEUE_URL")?,
+                slow: env.required("SLOW_QUEUE_URL")?,
+                waiting: env.required("WAITING_QUEUE_URL")?,
             },
             admin_token,
             endpoint_rules: env.endpoint_rules()?,

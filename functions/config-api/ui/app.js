@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, project: null, catalog: null, editing: null, viewing: null, cursor: null, loads: 0, headersChanged: false };
+const state = { token: null, project: null, catalog: null, editing: null, viewing: null, cursor: null, loads: 0, headersChanged: false, following: 0 };
 
 function el(tag, props = {}, children = []) {
   const node = document.createElement(tag);
@@ -109,6 +109,7 @@ function card(hook) {
     try {
       await api("PATCH", projectPath(`/${hook.id}`), { enabled: toggle.checked });
       await showList();
+      if (toggle.checked && !hook.enabled) offerReplay(hook);
     } catch (error) {
       $("list-error").textContent = error.message;
       toggle.checked = !toggle.checked;
@@ -241,6 +242,12 @@ async function loadDeliveries(append) {
 async function openDeliveries(hook) {
   state.viewing = hook;
   state.cursor = null;
+  state.following += 1;
+  $("recover-panel").open = false;
+  $("recover-progress").textContent = "";
+  $("r-since").value = localInput(new Date(Date.now() - 24 * 3600 * 1000));
+  $("r-until").value = "";
+  $("r-missed").checked = false;
   $("deliveries-title").textContent = `Deliveries of “${hook.title}”`;
   $("deliveries-endpoint").textContent = hook.endpoint;
   $("deliveries-note").textContent = "";
@@ -262,6 +269,84 @@ $("ping").addEventListener("click", async () => {
     $("deliveries-error").textContent = error.message;
   }
 });
+
+// ---- recovery ----
+function progressText(recovery) {
+  const found = recovery.state === "finding" ? `${recovery.deliveries} found so far` : `${recovery.deliveries} to send`;
+  const parts = [`${recovery.sent} sent`, `${recovery.delivered} delivered`, `${recovery.failed} failed`];
+  if (recovery.skipped) parts.push(`${recovery.skipped} skipped`);
+  if (recovery.expired) parts.push(`${recovery.expired} no longer kept`);
+  return `Recovery ${recovery.state}: ${found}; ${parts.join(", ")}.`;
+}
+
+// Shows a recovery's progress in `target` until it is finished or another
+// one is followed.
+async function followRecovery(hookId, recovery, target) {
+  const ticket = ++state.following;
+  target.textContent = progressText(recovery);
+  while (recovery.state !== "finished") {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    if (ticket !== state.following) return;
+    try {
+      recovery = await api("GET", projectPath(`/${hookId}/recoveries/${recovery.recovery_id}`));
+    } catch (error) {
+      target.textContent = error.message;
+      return;
+    }
+    if (ticket !== state.following) return;
+    target.textContent = progressText(recovery);
+  }
+}
+
+// A datetime-local value (the browser's time zone) as RFC 3339 UTC.
+function isoOf(local) {
+  return local ? new Date(local).toISOString() : undefined;
+}
+
+function localInput(date) {
+  const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return shifted.toISOString().slice(0, 19);
+}
+
+$("recover-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  for (const id of ["since-error", "until-error", "rate_per_second-error", "recover-error"]) $(id).textContent = "";
+  const since = isoOf($("r-since").value);
+  if (!since) {
+    $("since-error").textContent = "Choose when the window starts.";
+    return;
+  }
+  const body = { since, include_missed: $("r-missed").checked, rate_per_second: Number($("r-rate").value) };
+  if ($("r-until").value) body.until = isoOf($("r-until").value);
+  try {
+    const recovery = await api("POST", projectPath(`/${state.viewing.id}/recover`), body);
+    followRecovery(state.viewing.id, recovery, $("recover-progress"));
+  } catch (error) {
+    const target = error.field && $(`${error.field}-error`);
+    (target || $("recover-error")).textContent = error.message;
+  }
+});
+
+// After a re-enable: the deliveries that failed before the webhook was
+// disabled and the events published while it was, on request.
+function offerReplay(hook) {
+  const since = hook.failing_since || hook.disabled_at;
+  if (!since) return;
+  $("replay-text").textContent = `“${hook.title}” is enabled again. Send it what did not arrive since ${when(since)}, and the events it missed while it was disabled?`;
+  $("replay-progress").textContent = "";
+  $("replay-button").disabled = false;
+  $("replay-button").onclick = async () => {
+    $("replay-button").disabled = true;
+    try {
+      const recovery = await api("POST", projectPath(`/${hook.id}/recover`), { since, include_missed: true });
+      followRecovery(hook.id, recovery, $("replay-progress"));
+    } catch (error) {
+      $("replay-progress").textContent = error.message;
+      $("replay-button").disabled = false;
+    }
+  };
+  $("replay").hidden = false;
+}
 
 // ---- editor ----
 async function catalog() {

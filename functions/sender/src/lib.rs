@@ -26,11 +26,15 @@ use shared::domain::{
     LaneNames, Outcome, ProjectCode, Record, RetryPolicy, Route, SigningSecret, Timestamp, Trigger,
     Verdict, Webhook, WebhookId,
 };
-use shared::ports::{DeliveryQueue, DeliveryStore, EnqueueError, StoreError, WebhookKey};
+use shared::ports::{
+    DeliveryQueue, DeliveryStore, EnqueueError, RecoveryProgress, StoreError, WebhookKey,
+};
+use shared::recovery::RunStep;
 use tokio::time::timeout_at;
 use uuid::Uuid;
 
 pub mod poller;
+mod recovery;
 
 /// Deliveries in flight at once, by default: a whole SQS batch.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -123,6 +127,15 @@ impl DeliveryQueue for NoRetries {
         Err(EnqueueError::none_of(bodies.len(), None))
     }
 
+    async fn enqueue_paced(
+        &self,
+        _lane: Lane,
+        _group: &str,
+        bodies: Vec<(String, Duration)>,
+    ) -> Result<usize, EnqueueError> {
+        Err(EnqueueError::none_of(bodies.len(), None))
+    }
+
     async fn enqueue_one(
         &self,
         _lane: Lane,
@@ -189,6 +202,8 @@ pub struct Sender<S, Q = NoRetries> {
     rules: FailureRules,
     lanes: Option<Lanes<Q>>,
     history: DeliveryLog,
+    /// Runs the bulk recoveries' steps that come through the waiting lane.
+    recoveries: Option<std::sync::Arc<dyn RunStep>>,
 }
 
 impl<S: DeliveryStore> Sender<S> {
@@ -201,6 +216,7 @@ impl<S: DeliveryStore> Sender<S> {
             rules: FailureRules::default(),
             lanes: None,
             history: DeliveryLog::off(),
+            recoveries: None,
         }
     }
 
@@ -224,11 +240,12 @@ impl<S: DeliveryStore> Sender<S> {
                 schedule,
             }),
             history: self.history,
+            recoveries: self.recoveries,
         }
     }
 }
 
-impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
+impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
     /// What to do about timeouts and 410 Gone beyond recording them.
     pub fn with_rules(mut self, rules: FailureRules) -> Self {
         self.rules = rules;
@@ -238,6 +255,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     /// Records every attempt in the delivery history, kept as `log` says.
     pub fn with_history(mut self, log: DeliveryLog) -> Self {
         self.history = log;
+        self
+    }
+
+    /// Runs the steps of bulk recoveries that arrive in the waiting lane.
+    pub fn with_recoveries(mut self, steps: std::sync::Arc<dyn RunStep>) -> Self {
+        self.recoveries = Some(steps);
         self
     }
 
@@ -251,6 +274,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
     pub async fn handle(&self, event: SqsEvent, ends: Instant) -> SqsBatchResponse {
         let mut verdicts = Vec::with_capacity(event.records.len());
         let mut incoming = Vec::with_capacity(event.records.len());
+        let mut steps = Vec::new();
         let now = Timestamp::now();
         // An event source mapping reads one queue: the batch's lane.
         let batch_lane = self.lane_of(
@@ -271,10 +295,13 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                     body,
                     message,
                 }),
-                Err(err) => {
-                    tracing::error!(message_id = %id, error = %shared::error_chain(&err), "undecodable record; returned to the queue");
-                    verdicts.push((id, Verdict::Returned(Fault::Undecodable)));
-                }
+                Err(err) => match recovery::step_of(&body) {
+                    Some(step) => steps.push((id, step)),
+                    None => {
+                        tracing::error!(message_id = %id, error = %shared::error_chain(&err), "undecodable record; returned to the queue");
+                        verdicts.push((id, Verdict::Returned(Fault::Undecodable)));
+                    }
+                },
             }
         }
         // A retry not due yet waits where it is: no read, one queue call.
@@ -311,7 +338,8 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                 ))
             })
         };
-        let (postponed, read) = futures::join!(postponed, read);
+        let stepped = self.run_steps(steps, ends);
+        let (postponed, read, step_failures) = futures::join!(postponed, read, stepped);
         verdicts.extend(postponed);
         let webhooks = match read {
             Ok(found) => found,
@@ -323,9 +351,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                         .map(|r| (r.id, Verdict::Returned(Fault::StoreUnavailable))),
                 );
                 publish_metrics(batch_lane, &verdicts, &[], 0);
-                return response(&verdicts);
+                return response(&verdicts, &step_failures);
             }
         };
+        let paced = recovery::first_attempts(&incoming);
+        let slots = self.take_slots(&incoming).await;
+        let slots = &slots;
         let done: Vec<(String, Done)> = stream::iter(incoming)
             .map(|record| {
                 let webhook = webhooks
@@ -333,7 +364,7 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
                     .filter(|hook| hook.project == record.message.project);
                 async move {
                     let id = record.id.clone();
-                    (id, self.dispatch(record, webhook, ends).await)
+                    (id, self.dispatch(record, webhook, slots, ends).await)
                 }
             })
             .buffer_unordered(self.concurrency)
@@ -372,9 +403,12 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             verdicts.push((id, verdict));
             attempts.extend(attempt);
         }
-        self.record_attempts(&attempts, ends).await;
+        futures::join!(
+            self.record_attempts(&attempts, ends),
+            self.tally(&paced, &verdicts, ends)
+        );
         publish_metrics(batch_lane, &verdicts, &latencies, retries_queued);
-        response(&verdicts)
+        response(&verdicts, &step_failures)
     }
 
     /// The lane a record came from, by its event source (the fast lane
@@ -491,7 +525,13 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
 
     /// One record whose webhook was read: skipped, moved to another lane,
     /// or delivered here.
-    async fn dispatch(&self, record: Incoming, webhook: Option<&Webhook>, ends: Instant) -> Done {
+    async fn dispatch(
+        &self,
+        record: Incoming,
+        webhook: Option<&Webhook>,
+        slots: &recovery::Slots,
+        ends: Instant,
+    ) -> Done {
         let hook = match eligible(webhook, record.message.event_name, record.message.trigger) {
             Ok(hook) => hook,
             Err(skip) => {
@@ -508,7 +548,31 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
             record.message.not_before,
             Timestamp::now(),
         ) {
-            Route::Post => self.deliver(record.message, hook, ends).await,
+            Route::Post => match slots.pace(&record.message) {
+                recovery::Slot::Free => self.deliver(record.message, hook, ends).await,
+                recovery::Slot::Later => {
+                    let to = record.lane;
+                    let verdict = match self
+                        .send_to(
+                            lanes,
+                            to,
+                            &record.message,
+                            record.body,
+                            recovery::OVER_RATE_WAIT,
+                            ends,
+                        )
+                        .await
+                    {
+                        Ok(()) => Verdict::Moved(to),
+                        Err(()) => Verdict::Returned(Fault::QueueUnavailable),
+                    };
+                    Done::Unsent(unsent(&record.message, verdict), None)
+                }
+                recovery::Slot::Unknown => Done::Unsent(
+                    unsent(&record.message, Verdict::Returned(Fault::StoreUnavailable)),
+                    None,
+                ),
+            },
             Route::Move { to, delay } => {
                 let verdict = match self
                     .send_to(lanes, to, &record.message, record.body, delay, ends)
@@ -707,9 +771,8 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         delay: Duration,
         ends: Instant,
     ) -> Result<(), ()> {
-        let sent = lanes
-            .queue
-            .enqueue_one(lane, message.project.as_str(), body, delay);
+        let group = message.group();
+        let sent = lanes.queue.enqueue_one(lane, &group, body, delay);
         match timeout_at(Steps::new(ends).queue_by().into(), sent).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
@@ -822,13 +885,16 @@ fn publish_metrics(lane: Lane, verdicts: &[(String, Verdict)], latencies: &[f64]
         .emit();
 }
 
-/// The batch response: every record whose verdict returns it to the queue.
-fn response(verdicts: &[(String, Verdict)]) -> SqsBatchResponse {
+/// The batch response: every record whose verdict returns it to the
+/// queue, and every recovery step that did not finish.
+fn response(verdicts: &[(String, Verdict)], step_failures: &[String]) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = verdicts
         .iter()
         .filter(|(_, verdict)| verdict.returns_to_queue())
-        .map(|(id, _)| {
+        .map(|(id, _)| id)
+        .chain(step_failures)
+        .map(|id| {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id.clone();
             failure
@@ -861,12 +927,12 @@ mod tests {
             ),
             ("e".to_owned(), Verdict::Returned(Fault::StoreUnavailable)),
         ];
-        let ids: Vec<String> = response(&verdicts)
+        let ids: Vec<String> = response(&verdicts, &["s".to_owned()])
             .batch_item_failures
             .into_iter()
             .map(|f| f.item_identifier)
             .collect();
-        assert_eq!(ids, ["b", "e"]);
+        assert_eq!(ids, ["b", "e", "s"]);
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! client are built once per cold start, then each SQS batch is handled
 //! within the invocation's deadline.
 
+use std::sync::Arc;
+
 use lambda_runtime::{LambdaEvent, service_fn};
 use sender::{Sender, SenderConfig};
 use shared::adapters::{DynamoStore, HttpPoster, SqsQueue};
 use shared::config::{Env, process_env};
-use shared::ports::{DeliveryQueue, DeliveryStore};
+use shared::ports::{DeliveryQueue, DeliveryStore, RecoveryProgress};
+use shared::recovery::Recoverer;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -14,18 +17,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = SenderConfig::from_env(&Env::new(&process_env))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let http = HttpPoster::new(config.addresses.clone(), config.deadline)?;
-    let sender = Sender::new(
-        DynamoStore::from_sdk(&sdk, config.table_name),
-        http,
-        config.concurrency,
-    )
-    .with_rules(config.rules)
-    .with_history(config.delivery_log);
+    let store = DynamoStore::from_sdk(&sdk, config.table_name);
+    let sender = Sender::new(store.clone(), http, config.concurrency)
+        .with_rules(config.rules)
+        .with_history(config.delivery_log);
     match config.lanes {
         Some(urls) => {
             let names = urls.names();
             let queue = SqsQueue::from_sdk(&sdk, urls);
-            serve(&sender.with_lanes(queue, names, config.retry_schedule)).await
+            let recoveries = Recoverer::new(store, queue.clone(), config.delivery_log);
+            let sender = sender
+                .with_lanes(queue, names, config.retry_schedule)
+                .with_recoveries(Arc::new(recoveries));
+            serve(&sender).await
         }
         None => {
             tracing::warn!(
@@ -37,7 +41,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 /// Runs the Lambda loop: each SQS batch within the invocation's deadline.
-async fn serve<S: DeliveryStore, Q: DeliveryQueue>(
+async fn serve<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue>(
     sender: &Sender<S, Q>,
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

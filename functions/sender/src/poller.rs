@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use shared::ports::{DeliveryQueue, DeliveryStore};
+use shared::ports::{DeliveryQueue, DeliveryStore, RecoveryProgress};
 
 use crate::Sender;
 
@@ -32,7 +32,7 @@ fn poll_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> PollError {
 }
 
 /// Receives one batch (waiting up to `wait_seconds` for it) and handles it.
-pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
+pub async fn poll_once<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue>(
     sender: &Sender<S, Q>,
     sqs: &Client,
     queue_url: &str,
@@ -118,7 +118,7 @@ pub async fn poll_once<S: DeliveryStore, Q: DeliveryQueue>(
 /// Polls `queue_url` for `sender` until `stopped` turns true: one of the
 /// event source mapping's concurrent pollers. Errors are logged and the
 /// poll tried again a second later.
-pub async fn run<S: DeliveryStore, Q: DeliveryQueue>(
+pub async fn run<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue>(
     sender: std::sync::Arc<Sender<S, Q>>,
     sqs: Client,
     queue_url: String,

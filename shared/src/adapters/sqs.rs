@@ -80,15 +80,18 @@ impl SqsQueue {
         url: &str,
         group: Option<&str>,
         bodies: &[&String],
+        delays: &[i32],
     ) -> (Vec<usize>, Option<Box<dyn std::error::Error + Send + Sync>>) {
         let mut pending: Vec<usize> = (0..bodies.len()).collect();
         let mut last_error = None;
         for _ in 0..=ENTRY_RETRIES {
             let entries = pending.iter().map(|&i| {
+                let delay = delays.get(i).copied().filter(|d| *d > 0);
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(bodies[i].as_str())
                     .set_message_group_id(group.map(str::to_owned))
+                    .set_delay_seconds(delay.map(|d| d.min(900)))
                     .build()
             });
             let entries: Result<Vec<_>, _> = entries.collect();
@@ -128,6 +131,55 @@ impl SqsQueue {
             }
         }
         (pending, last_error)
+    }
+}
+
+impl SqsQueue {
+    /// Queues every body in `lane`, the `i`-th invisible for `delays[i]`
+    /// seconds (none when `delays` is shorter); answers which were not
+    /// queued.
+    async fn enqueue_delayed(
+        &self,
+        lane: Lane,
+        group: &str,
+        bodies: Vec<String>,
+        delays: &[i32],
+    ) -> Result<usize, EnqueueError> {
+        let total = bodies.len();
+        let url = self.urls.url(lane);
+        let group = group_in(lane, group);
+        // Each batch's first body's position, to name the failed ones.
+        let mut start = 0;
+        let sends = batches(&bodies).into_iter().map(|batch| {
+            let offset = start;
+            start += batch.len();
+            let delays = delays.get(offset..).unwrap_or_default();
+            async move {
+                let (failed, error) = self.send_batch(url, group, &batch, delays).await;
+                (
+                    failed.into_iter().map(|i| i + offset).collect::<Vec<_>>(),
+                    error,
+                )
+            }
+        });
+        let results = join_all(sends).await;
+        let mut failed: Vec<usize> = Vec::new();
+        let mut source = None;
+        for (lost, error) in results {
+            failed.extend(lost);
+            source = source.or(error);
+        }
+        failed.sort_unstable();
+        failed.dedup();
+        if failed.is_empty() {
+            return Ok(total);
+        }
+        Err(EnqueueError {
+            queued: total - failed.len(),
+            total,
+            failed,
+            source,
+        })
     }
 }
 
@@ -247,40 +299,20 @@ impl DeliveryQueue for SqsQueue {
         group: &str,
         bodies: Vec<String>,
     ) -> Result<usize, EnqueueError> {
-        let total = bodies.len();
-        let url = self.urls.url(lane);
-        let group = group_in(lane, group);
-        // Each batch's first body's position, to name the failed ones.
-        let mut start = 0;
-        let sends = batches(&bodies).into_iter().map(|batch| {
-            let offset = start;
-            start += batch.len();
-            async move {
-                let (failed, error) = self.send_batch(url, group, &batch).await;
-                (
-                    failed.into_iter().map(|i| i + offset).collect::<Vec<_>>(),
-                    error,
-                )
-            }
-        });
-        let results = join_all(sends).await;
-        let mut failed: Vec<usize> = Vec::new();
-        let mut source = None;
-        for (lost, error) in results {
-            failed.extend(lost);
-            source = source.or(error);
-        }
-        failed.sort_unstable();
-        failed.dedup();
-        if failed.is_empty() {
-            return Ok(total);
-        }
-        Err(EnqueueError {
-            queued: total - failed.len(),
-            total,
-            failed,
-            source,
-        })
+        self.enqueue_delayed(lane, group, bodies, &[]).await
+    }
+
+    async fn enqueue_paced(
+        &self,
+        lane: Lane,
+        group: &str,
+        bodies: Vec<(String, std::time::Duration)>,
+    ) -> Result<usize, EnqueueError> {
+        let (bodies, delays): (Vec<String>, Vec<i32>) = bodies
+            .into_iter()
+            .map(|(body, delay)| (body, whole_seconds(delay)))
+            .unzip();
+        self.enqueue_delayed(lane, group, bodies, &delays).await
     }
 
     async fn enqueue_one(

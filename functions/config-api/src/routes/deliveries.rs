@@ -43,7 +43,7 @@ pub struct Queued {
     pub delivery_id: Uuid,
 }
 
-fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(raw).ok_or_else(|| ApiError::not_found(WEBHOOK))
 }
 
@@ -54,7 +54,7 @@ fn delivery_id(raw: &str) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::not_found(DELIVERY))
 }
 
-fn log_off() -> ApiError {
+pub(crate) fn log_off() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "delivery_log_off",
@@ -162,7 +162,7 @@ pub async fn read<S: Store, Q: Queue>(
 }
 
 /// The webhook, or 404.
-async fn webhook<S: Store, Q: Queue>(
+pub(crate) async fn webhook<S: Store, Q: Queue>(
     state: &AppState<S, Q>,
     project: &ProjectCode,
     id: WebhookId,

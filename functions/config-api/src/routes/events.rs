@@ -174,9 +174,8 @@ async fn fan_out<S: Store, Q: Queue>(
     if !envelope_fits(&envelope) {
         return Err(fail(ApiError::payload_too_large(MAX_ENVELOPE_BYTES)));
     }
-    let subscribers: Vec<Webhook> = subscribers(state, event)
-        .await
-        .map_err(fail)?
+    let (subscribers, missing) = subscribers(state, event).await.map_err(fail)?;
+    let subscribers: Vec<Webhook> = subscribers
         .into_iter()
         .filter(|hook| !already.contains(&hook.id))
         .collect();
@@ -195,9 +194,13 @@ async fn fan_out<S: Store, Q: Queue>(
     }
     let total = already.len() + subscribers.len();
     // Stored before any delivery is queued, so every delivery's event can
-    // be sent again; an event no webhook receives is not stored.
-    if let (Some(expires_at), false) = (state.delivery_log.expires_at(now), subscribers.is_empty())
-    {
+    // be sent again, and a disabled subscriber can have it replayed once
+    // re-enabled (`include_missed`); an event no webhook subscribes to is
+    // not stored.
+    if let (Some(expires_at), true) = (
+        state.delivery_log.expires_at(now),
+        !subscribers.is_empty() || missing,
+    ) {
         state
             .store
             .put_event(&StoredEvent::new(event, &envelope, now), expires_at)
@@ -324,12 +327,14 @@ async fn take_share<S: Store, Q: Queue>(
     }
 }
 
-/// The project's enabled webhooks subscribed to the event.
+/// The project's enabled webhooks subscribed to the event, and whether a
+/// disabled one subscribes to it (and misses it).
 async fn subscribers<S: Store, Q: Queue>(
     state: &AppState<S, Q>,
     event: &shared::domain::Event,
-) -> Result<Vec<Webhook>, ApiError> {
+) -> Result<(Vec<Webhook>, bool), ApiError> {
     let mut found = Vec::new();
+    let mut missing = false;
     let mut after = None;
     loop {
         let page = state
@@ -337,14 +342,16 @@ async fn subscribers<S: Store, Q: Queue>(
             .list(&event.project, MAX_WEBHOOKS_PER_PROJECT, after)
             .await
             .map_err(|e| ApiError::from_store(e, "project"))?;
-        found.extend(
-            page.items
-                .into_iter()
-                .filter(|hook| hook.enabled && hook.subscribes_to(event.name)),
-        );
+        for hook in page.items {
+            match (hook.subscribes_to(event.name), hook.enabled) {
+                (true, true) => found.push(hook),
+                (true, false) => missing = true,
+                (false, _) => {}
+            }
+        }
         match page.next {
             Some(next) => after = Some(next),
-            None => return Ok(found),
+            None => return Ok((found, missing)),
         }
     }
 }

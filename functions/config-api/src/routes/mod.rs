@@ -4,5 +4,6 @@
 pub mod catalog;
 pub mod deliveries;
 pub mod events;
+pub mod recoveries;
 pub mod tokens;
 pub mod webhooks;

@@ -17,13 +17,13 @@ use crate::domain::{Attempt, FailureReason, SigningSecret, Timestamp, Webhook, W
 use crate::ports::{DeliveryStore, StoreError, WebhookKey};
 
 /// Most keys one `BatchGetItem` takes.
-const MAX_BATCH_GET: usize = 100;
+pub(super) const MAX_BATCH_GET: usize = 100;
 /// Tries for keys DynamoDB leaves unprocessed (throttling), with backoff.
 const UNPROCESSED_TRIES: u32 = 5;
 
 impl DynamoStore {
     /// One `BatchGetItem` (per 100 keys), re-asking for unprocessed keys.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::with_capacity(keys.len());
         let mut pending = keys;
         for attempt in 0..UNPROCESSED_TRIES {

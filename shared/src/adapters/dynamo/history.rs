@@ -13,7 +13,7 @@ use super::schema::{
     ATTEMPT_SK_PREFIX, AttemptItem, EventItem, HISTORY_SHARDS, Item, attempt_cursor, attempt_sk,
     attr, delivery_history_pk, delivery_sk_prefix, event_key, first_attempt_sk_at, history_pk, s,
 };
-use super::{DynamoStore, corrupt, is_condition_failure, to_value, unavailable};
+use super::{DynamoStore, corrupt, to_value, unavailable};
 use crate::domain::history::{
     AttemptCursor, AttemptOutcome, RECOVERY_LOOKBACK, StatusFilter, SuccessSearch,
 };
@@ -84,13 +84,23 @@ impl DynamoStore {
                 .map(|attempt| self.put_skip(attempt, expires_at)),
         )
         .await?;
-        for chunk in sent.chunks(BATCH_WRITE_MAX) {
+        let items = sent
+            .into_iter()
+            .map(|attempt| {
+                serde_dynamo::to_item(AttemptItem::new(attempt, expires_at)).map_err(corrupt)
+            })
+            .collect::<Result<Vec<Item>, _>>()?;
+        self.batch_put(items).await
+    }
+
+    /// Puts the items, 25 per `BatchWriteItem`, sending unprocessed items
+    /// again with a growing pause.
+    pub(super) async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_WRITE_MAX) {
             let mut writes = Vec::with_capacity(chunk.len());
-            for &attempt in chunk {
-                let item = serde_dynamo::to_item(AttemptItem::new(attempt, expires_at))
-                    .map_err(corrupt)?;
+            for item in chunk {
                 let put = PutRequest::builder()
-                    .set_item(Some(item))
+                    .set_item(Some(item.clone()))
                     .build()
                     .map_err(unavailable)?;
                 writes.push(WriteRequest::builder().put_request(put).build());
@@ -113,7 +123,7 @@ impl DynamoStore {
                 }
                 if tries >= BATCH_WRITE_TRIES {
                     return Err(StoreError::Unavailable(
-                        format!("{} attempts left unprocessed", writes.len()).into(),
+                        format!("{} items left unprocessed", writes.len()).into(),
                     ));
                 }
                 tokio::time::sleep(pause).await;
@@ -126,20 +136,7 @@ impl DynamoStore {
     /// Records a skipped attempt unless the attempt is recorded already.
     async fn put_skip(&self, attempt: &Attempt, expires_at: Timestamp) -> Result<(), StoreError> {
         let item = serde_dynamo::to_item(AttemptItem::new(attempt, expires_at)).map_err(corrupt)?;
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", attr::PK)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(unavailable(err)),
-        }
+        self.put_new(item).await.map(drop)
     }
 
     /// The latest completion of a delivered attempt to the webhook after

@@ -25,6 +25,7 @@ mod delivery;
 mod history;
 mod idempotency;
 mod rate;
+mod recovery;
 pub mod schema;
 mod sweep;
 mod tokens;
@@ -75,6 +76,25 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// Puts `item` unless an item with its key exists: `false` then, and
+    /// nothing changes.
+    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", attr::PK)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
     pub fn from_sdk(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self::new(Client::new(sdk), table)
     }

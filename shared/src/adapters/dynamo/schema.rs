@@ -67,6 +67,8 @@ pub mod attr {
     pub const HEADERS: &str = "headers";
     pub const DISABLED_AT: &str = "disabled_at";
     pub const DISABLED_REASON: &str = "disabled_reason";
+    pub const LAST_DISABLED_FROM: &str = "last_disabled_from";
+    pub const LAST_DISABLED_UNTIL: &str = "last_disabled_until";
     pub const SIGNING_SECRET: &str = "signing_secret";
     pub const PREVIOUS_SIGNING_SECRET: &str = "previous_signing_secret";
     pub const PREVIOUS_SIGNING_UNTIL: &str = "previous_signing_until";
@@ -103,6 +105,27 @@ pub mod attr {
     /// On an attempt item: when it ended.
     pub const COMPLETED_AT: &str = "completed_at";
 
+    /// On a published event: partition key of the `events` index (its
+    /// project), so a project's events are found by time.
+    pub const EVENTS_PK: &str = "events_pk";
+    /// On a stored event: its name.
+    pub const EVENT_NAME: &str = "event_name";
+
+    /// On a recovery item: its progress (`domain::recover::Progress`).
+    pub const FOUND: &str = "found";
+    pub const EXPIRED: &str = "expired";
+    pub const SENT: &str = "sent";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const SKIPPED: &str = "skipped";
+    pub const FOUND_ALL: &str = "found_all";
+    pub const QUEUED_ALL: &str = "queued_all";
+    pub const FINISHED_AT: &str = "finished_at";
+    /// On a recovery's event mark: a resend delivered the event already.
+    pub const SETTLED: &str = "settled";
+    /// On a recovery's count of a second: the POSTs it started then.
+    pub const SLOTS: &str = "slots";
+
     /// The table's time-to-live attribute (Unix seconds): DynamoDB deletes
     /// the item some time after.
     pub const EXPIRES_AT: &str = "expires_at";
@@ -130,8 +153,10 @@ pub const FAILING_INDEX_ATTRIBUTES: [&str; 14] = [
 ];
 
 /// The webhook attributes the `failing` index leaves out (besides its keys).
-pub const NOT_IN_FAILING_INDEX: [&str; 10] = [
+pub const NOT_IN_FAILING_INDEX: [&str; 12] = [
     attr::RETRY_POLICY,
+    attr::LAST_DISABLED_FROM,
+    attr::LAST_DISABLED_UNTIL,
     attr::HEADERS,
     attr::SLOW_SINCE,
     attr::SECRET,
@@ -144,7 +169,7 @@ pub const NOT_IN_FAILING_INDEX: [&str; 10] = [
 ];
 
 /// Every attribute a webhook item can carry.
-pub const WEBHOOK_ATTRIBUTES: [&str; 28] = [
+pub const WEBHOOK_ATTRIBUTES: [&str; 30] = [
     attr::PK,
     attr::SK,
     attr::ID,
@@ -166,6 +191,8 @@ pub const WEBHOOK_ATTRIBUTES: [&str; 28] = [
     attr::SLOW_SINCE,
     attr::DISABLED_AT,
     attr::DISABLED_REASON,
+    attr::LAST_DISABLED_FROM,
+    attr::LAST_DISABLED_UNTIL,
     attr::FAILING_PK,
     attr::NOTICE_CLAIMED_AT,
     attr::NOTICE_SENT_AT,
@@ -201,6 +228,14 @@ pub const FAILURE_SUMMARY: [&str; 5] = [
 ];
 
 pub const FAILING_INDEX: &str = "failing";
+/// A project's published events by time: partition `events_pk`, sort
+/// `created_at` (fixed-width UTC text, so text order is time order). Only
+/// published events carry `events_pk`, never a ping.
+pub const EVENTS_INDEX: &str = "events";
+pub const EVENTS_SK: &str = attr::CREATED_AT;
+/// What the `events` index carries besides its keys: enough to pick the
+/// events a webhook subscribes to, never the envelope.
+pub const EVENTS_INDEX_ATTRIBUTES: [&str; 2] = [attr::ID, attr::EVENT_NAME];
 /// Sort key of the `failing` index.
 pub const FAILING_SK: &str = attr::FAILING_SINCE;
 /// `failing_pk` of an enabled webhook that is failing.
@@ -374,13 +409,16 @@ impl AttemptItem {
     }
 }
 
-/// A stored event: the event, its keys and its expiry.
+/// A stored event: the event, its keys and its expiry; a published one
+/// also its project's key in the `events` index.
 #[derive(Serialize, Deserialize)]
 pub(super) struct EventItem {
     pub pk: String,
     pub sk: String,
     #[serde(flatten)]
     pub event: StoredEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_pk: Option<String>,
     pub expires_at: i64,
 }
 
@@ -390,9 +428,72 @@ impl EventItem {
             pk: event_pk(event.id),
             sk: EVENT_SK.to_owned(),
             event: event.clone(),
+            events_pk: (event.event_name != crate::domain::EventName::Ping)
+                .then(|| events_pk(&event.project)),
             expires_at: expires_at.unix_seconds(),
         }
     }
+}
+
+/// The `events` index partition of a project's published events.
+pub fn events_pk(project: &ProjectCode) -> String {
+    format!("EVENTS#{project}")
+}
+
+/// The partition of a recovery: its item and its marks of the events it
+/// found.
+pub fn recovery_pk(id: Uuid) -> String {
+    format!("RECOVERY#{}", id.hyphenated())
+}
+
+pub const RECOVERY_SK: &str = "RECOVERY";
+/// Sort keys of a recovery's event marks start with this; event ids are
+/// UUIDv7, so the marks read in publish order.
+pub const RECOVERY_EVENT_SK_PREFIX: &str = "EVENT#";
+
+/// The key of a recovery item.
+pub fn recovery_key(id: Uuid) -> Item {
+    key(recovery_pk(id), RECOVERY_SK.to_owned())
+}
+
+/// The key of a recovery's mark of one event.
+pub fn recovery_mark_key(recovery: Uuid, event: Uuid) -> Item {
+    key(
+        recovery_pk(recovery),
+        format!("{RECOVERY_EVENT_SK_PREFIX}{}", event.hyphenated()),
+    )
+}
+
+/// The key of the count of a recovery's POSTs in one second: its own
+/// partition, apart from the recovery's item.
+pub fn recovery_slot_key(recovery: Uuid, second: i64) -> Item {
+    key(
+        format!("RATE#RECOVERY#{}", recovery.hyphenated()),
+        format!("SECOND#{second}"),
+    )
+}
+
+/// A recovery as stored: what it was asked, and its progress.
+#[derive(Serialize, Deserialize)]
+pub(super) struct RecoveryItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub recovery: crate::domain::recover::Recovery,
+    #[serde(flatten)]
+    pub progress: crate::domain::recover::Progress,
+    pub expires_at: i64,
+}
+
+/// A recovery's mark of one event: found to send, or settled.
+#[derive(Serialize, Deserialize)]
+pub(super) struct MarkItem {
+    pub pk: String,
+    pub sk: String,
+    pub event_id: Uuid,
+    pub event_name: crate::domain::EventName,
+    pub settled: bool,
+    pub expires_at: i64,
 }
 
 /// A webhook as stored: the webhook, its keys and the sweeper's bookkeeping.
@@ -508,6 +609,18 @@ pub(super) async fn create_table(
         )
         .build()
         .map_err(unavailable)?;
+    let events = GlobalSecondaryIndex::builder()
+        .index_name(EVENTS_INDEX)
+        .key_schema(key(attr::EVENTS_PK, KeyType::Hash)?)
+        .key_schema(key(EVENTS_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(EVENTS_INDEX_ATTRIBUTES.map(str::to_owned).to_vec()))
+                .build(),
+        )
+        .build()
+        .map_err(unavailable)?;
     client
         .create_table()
         .table_name(table)
@@ -516,9 +629,12 @@ pub(super) async fn create_table(
         .attribute_definitions(attribute(attr::SK)?)
         .attribute_definitions(attribute(attr::FAILING_PK)?)
         .attribute_definitions(attribute(FAILING_SK)?)
+        .attribute_definitions(attribute(attr::EVENTS_PK)?)
+        .attribute_definitions(attribute(EVENTS_SK)?)
         .key_schema(key(attr::PK, KeyType::Hash)?)
         .key_schema(key(attr::SK, KeyType::Range)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(events)
         .send()
         .await
         .map_err(unavailable)?;
@@ -565,6 +681,8 @@ mod tests {
         webhook.slow_since = Some(now);
         webhook.disabled_at = Some(now);
         webhook.disabled_reason = Some("r".into());
+        webhook.last_disabled_from = Some(now);
+        webhook.last_disabled_until = Some(now);
         webhook.signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
         webhook.previous_signing_secret = Some(crate::domain::SigningSecret::generate().unwrap());
         webhook.previous_signing_until = Some(now);

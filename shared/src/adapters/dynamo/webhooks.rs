@@ -96,7 +96,14 @@ pub(super) fn changes_update(
     }
     if changes.enabled == Some(false) {
         // The history stays visible; `update` takes it out of the index.
+        // When it was disabled is kept from the first disable (a sweep's,
+        // or this one), for the span a replay of missed events covers.
         update.set(attr::ENABLED, AttributeValue::Bool(false));
+        let disabled_at = update.name(attr::DISABLED_AT);
+        update.set_expr(
+            attr::DISABLED_AT,
+            &format!("if_not_exists({disabled_at}, :updated_at)"),
+        );
     }
     Ok(update)
 }
@@ -121,6 +128,14 @@ impl DynamoStore {
         for _ in 0..ENABLE_TRIES {
             let mut update = changes_update(changes, now)?;
             update.set(attr::ENABLED, AttributeValue::Bool(true));
+            // The span it was disabled, for a replay of what it missed.
+            let disabled_at = update.name(attr::DISABLED_AT);
+            update
+                .set_expr(
+                    attr::LAST_DISABLED_FROM,
+                    &format!("if_not_exists({disabled_at}, :updated_at)"),
+                )
+                .set_expr(attr::LAST_DISABLED_UNTIL, ":updated_at");
             for field in FAILURE_STATE {
                 update.remove(field);
             }
@@ -378,6 +393,14 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(update.names.len(), 9);
+        // The nine fields, and `disabled_at` a disable keeps from the first.
+        assert_eq!(update.names.len(), 10);
+        assert!(
+            update
+                .expression()
+                .contains("#disabled_at = if_not_exists(#disabled_at, :updated_at)"),
+            "{}",
+            update.expression()
+        );
     }
 }
