@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::delivery::{Skip, Trigger};
 use crate::history::AttemptOutcome;
+use crate::validation::{integer, not_null};
 use crate::{Attempt, DeliveryLog, EventName, FieldError, ProjectCode, Timestamp, WebhookId};
 
 /// Deliveries a second, when the request does not say.
@@ -40,10 +41,14 @@ pub const SLOT_USABLE: Duration = Duration::from_millis(800);
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverInput {
+    #[serde(default, deserialize_with = "not_null")]
     pub since: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub until: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub include_missed: Option<bool>,
-    pub rate_per_second: Option<u32>,
+    #[serde(default, deserialize_with = "integer")]
+    pub rate_per_second: Option<i64>,
 }
 
 /// A span of time, `from` included, `to` excluded.
@@ -118,13 +123,18 @@ impl RecoverInput {
                 "must be later than since (and since earlier than now)",
             ));
         }
-        let rate = self.rate_per_second.unwrap_or(DEFAULT_RATE);
-        if !(1..=MAX_RATE).contains(&rate) {
-            return Err(FieldError::new(
-                "rate_per_second",
-                format!("must be between 1 and {MAX_RATE}"),
-            ));
-        }
+        let rate = match self.rate_per_second {
+            None => DEFAULT_RATE,
+            Some(rate) => u32::try_from(rate)
+                .ok()
+                .filter(|rate| (1..=MAX_RATE).contains(rate))
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "rate_per_second",
+                        format!("must be between 1 and {MAX_RATE}"),
+                    )
+                })?,
+        };
         let window = Window {
             from: since,
             to: until,
@@ -484,7 +494,14 @@ mod tests {
             ),
             (
                 RecoverInput {
-                    rate_per_second: Some(MAX_RATE + 1),
+                    rate_per_second: Some(i64::from(MAX_RATE) + 1),
+                    ..input("2026-11-30T00:00:00Z", None)
+                },
+                "rate_per_second",
+            ),
+            (
+                RecoverInput {
+                    rate_per_second: Some(-1),
                     ..input("2026-11-30T00:00:00Z", None)
                 },
                 "rate_per_second",
@@ -496,10 +513,27 @@ mod tests {
         let first = input("2026-11-01T10:00:00Z", None).validate(None, log, at(NOW));
         assert_eq!(first.unwrap().window.from, at("2026-11-01T10:00:00Z"));
         let max = RecoverInput {
-            rate_per_second: Some(MAX_RATE),
+            rate_per_second: Some(i64::from(MAX_RATE)),
             ..input("2026-11-30T00:00:00Z", None)
         };
         assert_eq!(max.validate(None, log, at(NOW)).unwrap().rate, MAX_RATE);
+    }
+
+    #[test]
+    fn a_request_body_takes_no_null_and_an_integer_rate_written_either_way() {
+        let parse = |json: &str| serde_json::from_str::<RecoverInput>(json);
+        for json in [
+            r#"{"since": null}"#,
+            r#"{"since": "2026-11-30T00:00:00Z", "until": null}"#,
+            r#"{"since": "2026-11-30T00:00:00Z", "include_missed": null}"#,
+            r#"{"since": "2026-11-30T00:00:00Z", "rate_per_second": null}"#,
+            r#"{"since": "2026-11-30T00:00:00Z", "rate_per_second": 2.5}"#,
+            r#"{"since": "2026-11-30T00:00:00Z", "speed": 1}"#,
+        ] {
+            assert!(parse(json).is_err(), "{json}");
+        }
+        let input = parse(r#"{"since": "2026-11-30T00:00:00Z", "rate_per_second": 20.0}"#).unwrap();
+        assert_eq!(input.rate_per_second, Some(20));
     }
 
     #[test]
