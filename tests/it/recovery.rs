@@ -525,3 +525,115 @@ async fn senders_racing_on_one_recovery_never_pass_its_rate_count_every_delivery
         .await;
     assert!(matches!(missing, Err(shared::ports::StoreError::NotFound)));
 }
+
+/// Every DynamoDB call the sender made, counted on its client, is one its
+/// policy in the template grants on the table (or, for a Query, on an
+/// index): a skipped attempt's conditional put, a recovery's steps, slots
+/// and progress, besides the deliveries.
+#[tokio::test]
+async fn the_sender_is_granted_every_table_call_its_skips_and_recovery_steps_make() {
+    use shared::domain::recover::{Plan, Recovery, Step, Window};
+    use shared::domain::{Lane, ProjectCode, WebhookId};
+    use shared::ports::{DeliveryQueue, RecoveryStore};
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    let id = stack
+        .webhook("IAM", &rx.url("/iam"), &["run.completed"], None)
+        .await;
+    let off = stack
+        .webhook("IAM", &rx.url("/off"), &["run.completed"], None)
+        .await;
+    let since = moment().await;
+    failed_deliveries(&stack.api.store, "IAM", &id, 30).await;
+    // A delivery queued for a webhook disabled before it is sent: skipped.
+    publish(&stack, "IAM", "run.completed", 1).await;
+    patch(&stack, "IAM", &off, json!({"enabled": false})).await;
+    let (store, calls) = integration_tests::counting::counting_store(stack.api.store.table()).await;
+    let sdk = integration_tests::sdk_config().await;
+    let queue = shared::adapters::SqsQueue::from_sdk(&sdk, stack.api.queue_urls.clone());
+    let log = shared::domain::DeliveryLog::default();
+    let sender = sender::Sender::new(
+        store.clone(),
+        shared::adapters::HttpPoster::new(local_stack::loopback_policy(), Duration::from_secs(2))
+            .unwrap(),
+        10,
+    )
+    .with_lanes(queue.clone(), stack.api.queue_urls.names(), Vec::new())
+    .with_history(log)
+    .with_recoveries(std::sync::Arc::new(shared::recovery::Recoverer::new(
+        store.clone(),
+        queue.clone(),
+        log,
+    )));
+    let now = Timestamp::now();
+    let recovery = Recovery {
+        id: uuid::Uuid::now_v7(),
+        project: ProjectCode::parse("IAM").unwrap(),
+        webhook_id: WebhookId::parse(&id).unwrap(),
+        plan: Plan {
+            window: Window {
+                from: since,
+                to: now,
+            },
+            missed: None,
+            rate: 100,
+        },
+        created_at: now,
+        finished_at: None,
+    };
+    stack
+        .api
+        .store
+        .create_recovery(&recovery, now.after(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    queue
+        .enqueue_one(
+            Lane::Waiting,
+            "IAM",
+            Step::first(&recovery).encode().unwrap(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        for lane in [Lane::Fast, Lane::Slow, Lane::Waiting] {
+            sender::poller::poll_once(&sender, &stack.sqs, stack.api.queue_urls.url(lane), 0)
+                .await
+                .unwrap();
+        }
+        let (_, progress) = stack
+            .api
+            .store
+            .get_recovery(&recovery.project, recovery.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if progress.is_finished() {
+            assert_eq!(progress.delivered, 30);
+            break;
+        }
+        assert!(Instant::now() < give_up, "{progress:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let made = calls.all();
+    assert!(
+        made.contains_key("PutItem"),
+        "a skip was recorded: {made:?}"
+    );
+    assert!(made.contains_key("Query"), "the history was read: {made:?}");
+    let t = crate::template::template();
+    let granted = crate::template::allowed_on(
+        &t,
+        "SenderFunction",
+        &json!({"Fn::GetAtt": ["WebhooksTable", "Arn"]}),
+    );
+    for operation in made.keys() {
+        assert!(
+            granted.contains(&format!("dynamodb:{operation}")),
+            "the sender calls {operation}, which its policy does not grant: {granted:?}"
+        );
+    }
+    assert_eq!(rx.at("/off").len(), 0, "the disabled webhook got nothing");
+}

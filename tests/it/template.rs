@@ -21,7 +21,7 @@ use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::{DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW};
 
 /// The template as JSON, read by cfn-lint's loader (it knows the `!Ref` tags).
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let root = workspace_root();
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .args([
@@ -890,7 +890,7 @@ fn the_daily_e_mail_limit_reaches_the_sweeper() {
 }
 
 /// The actions a function's policy allows on `resource`.
-fn allowed_on(t: &Value, function: &str, resource_value: &Value) -> BTreeSet<String> {
+pub(crate) fn allowed_on(t: &Value, function: &str, resource_value: &Value) -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
     for policy in resource(t, function)["Policies"].as_array().unwrap() {
         for statement in policy["Statement"].as_array().unwrap() {
