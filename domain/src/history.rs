@@ -847,7 +847,11 @@ mod tests {
             })
         );
         assert_eq!(message.event_id, event.id);
-        assert_eq!(message.group(), hook.id.to_string());
+        assert_eq!(
+            message.group(),
+            hook.project.as_str(),
+            "one share per project"
+        );
         let decoded = DeliveryMessage::decode(&message.encode().unwrap()).unwrap();
         assert_eq!(decoded.recovery, message.recovery);
         assert_eq!(decoded.trigger, Trigger::Recovery);

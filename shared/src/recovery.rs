@@ -339,21 +339,21 @@ impl<'a, S: RecoveryStore + WebhookStore, Q: DeliveryQueue> Driver<'a, S, Q> {
         let ids: Vec<Uuid> = page.items.iter().map(|event| event.id).collect();
         let kept = self.store.get_events(&recovery.project, &ids).await?;
         let mut bodies = Vec::with_capacity(kept.len());
-        let mut group = None;
         for id in &ids {
             if let Some(event) = kept.get(id) {
-                let message = recovery.delivery(event)?;
-                group.get_or_insert_with(|| message.group());
-                bodies.push((message.encode()?, release.delay(bodies.len())));
+                let body = recovery.delivery(event)?.encode()?;
+                bodies.push((body, release.delay(bodies.len())));
             }
         }
         let queued = bodies.len();
         let expired = ids.len() - queued;
-        // The slow lane, in the webhook's own message group: live
-        // deliveries in the fast lane never wait behind a recovery, and
-        // recoveries of different webhooks are served side by side.
-        if let (Some(group), false) = (group, bodies.is_empty()) {
-            self.queue.enqueue_paced(Lane::Slow, &group, bodies).await?;
+        // The slow lane, in the project's message group: live deliveries
+        // in the fast lane never wait behind a recovery, and one project's
+        // recoveries get one project's share of the slow lane.
+        if webhook.is_some() && !bodies.is_empty() {
+            self.queue
+                .enqueue_paced(Lane::Slow, recovery.project.as_str(), bodies)
+                .await?;
         }
         let done = page.next.is_none();
         let now = self

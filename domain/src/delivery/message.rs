@@ -132,14 +132,12 @@ impl DeliveryMessage {
     }
 
     /// Its message group in the slow lane, where SQS serves groups fairly:
-    /// the project's, so that one project's backlog does not hold up the
-    /// others'; a bulk recovery's deliveries have their webhook's own, so
-    /// that one recovery does not hold up another's.
-    pub fn group(&self) -> String {
-        match self.recovery {
-            Some(_) => self.webhook_id.to_string(),
-            None => self.project.as_str().to_owned(),
-        }
+    /// the project's, recoveries included, so that one project's backlog
+    /// (failing deliveries, or recoveries of all its webhooks) does not hold
+    /// up the others'. A group per recovering webhook would give a project
+    /// with a hundred of them a hundred shares.
+    pub fn group(&self) -> &str {
+        self.project.as_str()
     }
 
     pub fn decode(body: &str) -> Result<Self, DecodeError> {

@@ -771,8 +771,7 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
         delay: Duration,
         ends: Instant,
     ) -> Result<(), ()> {
-        let group = message.group();
-        let sent = lanes.queue.enqueue_one(lane, &group, body, delay);
+        let sent = lanes.queue.enqueue_one(lane, message.group(), body, delay);
         match timeout_at(Steps::new(ends).queue_by().into(), sent).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
