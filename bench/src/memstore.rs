@@ -43,14 +43,16 @@ impl DeliveryStore for MemoryStore {
         reason: &str,
         _due_now: bool,
         count: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let mut began = false;
         if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            began = hook.failing_since.is_none();
             hook.failing_since.get_or_insert(at);
             hook.last_failure_at = Some(at);
             hook.last_failure_reason = Some(reason.to_owned());
             hook.failure_count += u64::from(count);
         }
-        Ok(())
+        Ok(began)
     }
 
     async fn record_recovery(
@@ -58,15 +60,22 @@ impl DeliveryStore for MemoryStore {
         webhook: &Webhook,
         slow: bool,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<shared::ports::Cleared>, StoreError> {
+        let mut cleared = None;
         if let Some(hook) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            cleared = hook
+                .failing_since
+                .map(|failing_since| shared::ports::Cleared {
+                    failing_since,
+                    failures: hook.failure_count,
+                });
             hook.failing_since = None;
             hook.last_failure_at = None;
             hook.last_failure_reason = None;
             hook.failure_count = 0;
             hook.slow_since = slow.then(|| hook.slow_since.unwrap_or(at));
         }
-        Ok(())
+        Ok(cleared)
     }
 
     async fn mark_slow(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
@@ -105,12 +114,23 @@ impl DeliveryStore for MemoryStore {
         Ok(())
     }
 
-    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<bool, StoreError> {
+        let mut disabled = false;
         if let Some(stored) = self.lock().get_mut(&(webhook.project.clone(), webhook.id)) {
+            disabled = stored.enabled;
             stored.enabled = false;
             stored.disabled_at = Some(at);
         }
-        Ok(())
+        Ok(disabled)
+    }
+
+    async fn claim_exhausted(
+        &self,
+        _webhook: &Webhook,
+        delivery: uuid::Uuid,
+        _until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(recoveries().exhausted.insert(delivery))
     }
 }
 
@@ -120,6 +140,8 @@ struct Recoveries {
     slots: HashMap<(uuid::Uuid, i64), u32>,
     progress: HashMap<uuid::Uuid, shared::domain::recover::Progress>,
     finished: std::collections::HashSet<uuid::Uuid>,
+    /// Deliveries whose retries ran out (claimed once).
+    exhausted: std::collections::HashSet<uuid::Uuid>,
 }
 
 static RECOVERIES: std::sync::LazyLock<Mutex<Recoveries>> =

@@ -8,6 +8,7 @@ pub mod history;
 pub mod idempotency;
 pub mod lane;
 pub mod notice;
+pub mod operational;
 pub mod project;
 pub mod rate;
 pub mod recover;

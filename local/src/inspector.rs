@@ -4,7 +4,9 @@
 //! first. The query string chooses the answer: `?status=503` answers that
 //! status, `?delay=20` answers after 20 seconds, `?fail_first=2` answers the
 //! first 2 requests to the path 503, `?retry_after=3` adds that `Retry-After`
-//! to a 429 or 503; the recorded `path` keeps it.
+//! to a 429 or 503; the recorded `path` keeps it. `make dev` also records
+//! every operational event its event bus routes to it under
+//! `/operational-events` (method `EVENT`, the EventBridge event as body).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -73,6 +75,19 @@ impl Inspector {
             .into_iter()
             .filter(|r| r.name() == name)
             .collect()
+    }
+
+    /// Records an operational event taken from the event bus under
+    /// `/<name>`, as if it had been POSTed there.
+    pub fn record_event(&self, name: &str, event: &str) {
+        self.push(Recorded {
+            method: "EVENT".to_owned(),
+            path: format!("/{name}"),
+            headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+            body: event.to_owned(),
+            received_at: Timestamp::now(),
+            instant: Instant::now(),
+        });
     }
 
     fn push(&self, recorded: Recorded) {

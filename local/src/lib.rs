@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sender::Sender;
-use shared::adapters::{DynamoStore, HttpPoster, SesMailer, SqsQueue};
+use shared::adapters::{DynamoStore, EventBus, HttpPoster, SesMailer, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::DEFAULT_DEADLINE;
 use shared::domain::notice::DEFAULT_WINDOW;
@@ -175,13 +175,16 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
             delivery_log: config.delivery_log,
             publish_share: config.publish_share,
+            event_bus: Some(provision::EVENT_BUS.to_owned()),
         },
     )
     .await?;
+    let events = EventBus::from_sdk(&sdk, Some(provision::EVENT_BUS));
     let store = DynamoStore::from_sdk(&sdk, &resources.table);
     let queue = SqsQueue::from_sdk(&sdk, resources.queue_urls.clone());
     let recoveries =
-        shared::recovery::Recoverer::new(store.clone(), queue.clone(), config.delivery_log);
+        shared::recovery::Recoverer::new(store.clone(), queue.clone(), config.delivery_log)
+            .with_events(events.clone());
     let sender = Sender::new(
         store.clone(),
         HttpPoster::new(loopback_policy(), config.deadline)?,
@@ -193,6 +196,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         shared::domain::retry::STANDARD_SCHEDULE.to_vec(),
     )
     .with_history(config.delivery_log)
+    .with_events(events.clone())
     .with_recoveries(std::sync::Arc::new(recoveries));
     let sweeper = Sweeper::new(
         store,
@@ -205,7 +209,8 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             settings_url: None,
         },
     )
-    .with_history(config.delivery_log);
+    .with_history(config.delivery_log)
+    .with_events(events);
     let inspector = Inspector::default();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
 
@@ -229,6 +234,12 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
         }
     }
     tasks.spawn(sweep(sweeper, config.sweep_every, stopped.clone()));
+    tasks.spawn(show_operational_events(
+        sqs.clone(),
+        resources.operational_queue_url.clone(),
+        inspector.clone(),
+        stopped.clone(),
+    ));
 
     let ready = check_ready(&config, &admin).await;
     match ready {
@@ -279,6 +290,53 @@ async fn sweep(
                 if let Err(err) = sweeper.sweep(Timestamp::now(), Instant::now() + every).await {
                     tracing::error!(error = %shared::error_chain(&err), "sweep failed");
                 }
+            }
+        }
+    }
+}
+
+/// Where the inspector lists the operational events.
+pub const OPERATIONAL_EVENTS_PATH: &str = "operational-events";
+
+/// Shows each operational event the bus routes to the local queue: a log
+/// block here, and a record in the inspector under
+/// `/operational-events`.
+async fn show_operational_events(
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    inspector: Inspector,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = stopped.changed() => return,
+            received = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send() => received,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(err) => {
+                tracing::warn!(error = %shared::error_chain(&err), "could not read the operational events");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let body = message.body.unwrap_or_default();
+            let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            println!(
+                "\n---- operational event (bus {bus}) ------------------------------\n{kind}\n{detail}\n",
+                bus = provision::EVENT_BUS,
+                kind = event["detail-type"].as_str().unwrap_or("?"),
+                detail = serde_json::to_string_pretty(&event["detail"]).unwrap_or_default(),
+            );
+            inspector.record_event(OPERATIONAL_EVENTS_PATH, &body);
+            if let Some(receipt) = message.receipt_handle {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await;
             }
         }
     }
@@ -336,6 +394,8 @@ Project webhooks, running locally
   AWS emulator  {emulator}   (lanes: fast, slow and waiting queues {queue}, {queue}-slow, {queue}-waiting;
                 dead-letter queues: the same names with -dlq)
   auto-disable  after {window} of failures; sweep every {every}
+  operational   events on the emulator's bus "{bus}" (source project-webhooks): printed here, and
+                listed at {inspector}/{events_path}
   NOTE: loopback endpoints (127.0.0.0/8, ::1) and plain http:// are allowed
         in this local mode only; a deployed stack refuses them.
 
@@ -359,6 +419,8 @@ What was sent and what came back, per webhook (the delivery history, kept {histo
 
 ready: API {api}, inspector {inspector}"#,
         emulator = emulator.endpoint(),
+        bus = provision::EVENT_BUS,
+        events_path = OPERATIONAL_EVENTS_PATH,
         queue = provision::QUEUE,
         window = humanize(config.disable_after),
         every = humanize(config.sweep_every),

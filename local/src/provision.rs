@@ -15,6 +15,14 @@ pub const QUEUE: &str = "deliveries";
 pub const ADMIN_SECRET: &str = "webhooks-admin-token";
 /// The verified SES sender of the local stack.
 pub const MAIL_FROM: &str = "webhooks@example.com";
+/// The bus the functions put operational events on: the emulator's default
+/// bus, as deployed by default (`OperationalEventBus`).
+pub const EVENT_BUS: &str = "default";
+/// The queue a rule on [`EVENT_BUS`] sends every operational event to, for
+/// `make dev` to show them.
+pub const OPERATIONAL_QUEUE: &str = "operational-events";
+/// That rule's name.
+pub const OPERATIONAL_RULE: &str = "operational-events-to-queue";
 
 #[derive(Debug, Clone)]
 pub struct Resources {
@@ -24,6 +32,8 @@ pub struct Resources {
     /// Their dead-letter queues.
     pub dead_letter_urls: LaneUrls,
     pub admin_secret_arn: String,
+    /// The queue the rule on the event bus fills with operational events.
+    pub operational_queue_url: String,
 }
 
 /// Table and index, the lanes' queues and their dead-letter queues, the admin token
@@ -50,10 +60,69 @@ pub async fn provision(
         .email_identity(mail_from)
         .send()
         .await?;
+    let operational_queue_url =
+        route_operational_events(sdk, EVENT_BUS, OPERATIONAL_RULE, OPERATIONAL_QUEUE).await?;
     Ok(Resources {
         table,
         queue_urls,
         dead_letter_urls,
         admin_secret_arn,
+        operational_queue_url,
     })
+}
+
+/// A queue named `queue`, and a rule on `bus` that sends it every
+/// operational event (source `project-webhooks`), as an operator's rule
+/// would; answers the queue's URL.
+pub async fn route_operational_events(
+    sdk: &aws_config::SdkConfig,
+    bus: &str,
+    rule: &str,
+    queue: &str,
+) -> Result<String, BoxError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue URL")?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .ok_or("no queue ARN")?;
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    if bus != "default" {
+        // A bus of its own (the default bus always exists).
+        let _ = events.create_event_bus().name(bus).send().await;
+    }
+    let pattern = serde_json::json!({
+        "source": [shared::domain::operational::SOURCE]
+    });
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(url)
 }

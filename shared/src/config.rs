@@ -8,6 +8,10 @@ use ipnet::IpNet;
 use crate::domain::history::MAX_DELIVERY_LOG_DAYS;
 use crate::domain::{AddressPolicy, DeliveryLog, EndpointRules, PublishShare};
 
+/// The variable naming the EventBridge bus of the operational events
+/// (`domain::operational`), in every function; unset or empty: none.
+pub const EVENT_BUS: &str = "OPERATIONAL_EVENT_BUS";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]

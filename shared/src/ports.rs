@@ -75,7 +75,7 @@ pub trait WebhookStore: Send + Sync {
         id: WebhookId,
         changes: &WebhookChanges,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Webhook, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Updated, StoreError>> + Send;
 
     fn delete(
         &self,
@@ -105,6 +105,22 @@ pub trait WebhookStore: Send + Sync {
         now: Timestamp,
         overlap_until: Timestamp,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+}
+
+/// A webhook as an update left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    pub webhook: Webhook,
+    /// This update turned the webhook from disabled to enabled (of two
+    /// updates racing to re-enable it, one).
+    pub re_enabled: bool,
+}
+
+/// What a success's write cleared: the failure it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleared {
+    pub failing_since: Timestamp,
+    pub failures: u64,
 }
 
 /// What came of a signing-secret rotation.
@@ -157,7 +173,9 @@ pub trait DeliveryStore: Send + Sync {
     /// keeps the first `failing_since`, sets the last failure, counts them,
     /// and files the webhook in the sweeper's index. Does nothing if the
     /// webhook was deleted or disabled meanwhile. With `due_now`, files it
-    /// as due for disabling at the next sweep.
+    /// as due for disabling at the next sweep. `true` when this write
+    /// began the failure: none was recorded before it (of two writers
+    /// racing on a healthy webhook, one).
     fn record_failures(
         &self,
         webhook: &Webhook,
@@ -165,7 +183,7 @@ pub trait DeliveryStore: Send + Sync {
         reason: &str,
         due_now: bool,
         count: u32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records one failed delivery ([`DeliveryStore::record_failures`]).
     fn record_failure(
@@ -174,7 +192,7 @@ pub trait DeliveryStore: Send + Sync {
         at: Timestamp,
         reason: &str,
         due_now: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         self.record_failures(webhook, at, reason, due_now, 1)
     }
 
@@ -182,12 +200,13 @@ pub trait DeliveryStore: Send + Sync {
     /// enabled and owes no auto-disable e-mail (a sweep that disabled it
     /// meanwhile keeps its notice). `slow` keeps (or sets) its slow mark;
     /// otherwise the mark goes too, and the webhook is back in the fast lane.
+    /// Answers the failure this write ended, if it ended one.
     fn record_recovery(
         &self,
         webhook: &Webhook,
         slow: bool,
         at: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Cleared>, StoreError>> + Send;
 
     /// Marks the webhook slow since `at` (unless it is marked already), so
     /// that its next deliveries take the slow lane. Only while it is enabled.
@@ -201,11 +220,22 @@ pub trait DeliveryStore: Send + Sync {
     /// (with `DisableOnGone`), records the failure, and files the owner's
     /// e-mail for the next sweep, as an auto-disable does. Only while the
     /// webhook is enabled: a sweep or a person that disabled it first wins.
+    /// `true` when this write disabled it.
     fn disable_gone(
         &self,
         webhook: &Webhook,
         at: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims the end of `delivery`'s retries (its last attempt failed),
+    /// remembered until `until`: `true` for the first claim, `false` for a
+    /// repeat (SQS delivered that attempt twice).
+    fn claim_exhausted(
+        &self,
+        webhook: &Webhook,
+        delivery: Uuid,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The signing secret of a webhook stored before deliveries were signed:
     /// `fresh`, stored, unless a concurrent write gave it one first (then

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
+use crate::adapters::EventBus;
 use crate::domain::history::{AttemptCursor, first_id_at};
+use crate::domain::operational::{Change, OperationalEvent};
 use crate::domain::recover::{
     FIND_PAGE, Phase, Progress, Recovery, Release, Sighting, Step, judge, misses, send_chunk,
 };
@@ -51,11 +53,23 @@ pub struct Recoverer<S, Q> {
     store: S,
     queue: Q,
     log: DeliveryLog,
+    events: EventBus,
 }
 
 impl<S, Q> Recoverer<S, Q> {
     pub fn new(store: S, queue: Q, log: DeliveryLog) -> Self {
-        Self { store, queue, log }
+        Self {
+            store,
+            queue,
+            log,
+            events: EventBus::off(),
+        }
+    }
+
+    /// Puts a recovery's finish on `bus` (`domain::operational`).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
+        self
     }
 }
 
@@ -65,6 +79,7 @@ pub struct Driver<'a, S, Q> {
     store: &'a S,
     queue: &'a Q,
     log: DeliveryLog,
+    events: Option<&'a EventBus>,
 }
 
 /// What one phase of a step left.
@@ -80,7 +95,18 @@ enum Next {
 
 impl<'a, S: RecoveryStore + WebhookStore, Q: DeliveryQueue> Driver<'a, S, Q> {
     pub fn new(store: &'a S, queue: &'a Q, log: DeliveryLog) -> Self {
-        Self { store, queue, log }
+        Self {
+            store,
+            queue,
+            log,
+            events: None,
+        }
+    }
+
+    /// Puts a recovery's finish on `bus` (`domain::operational`).
+    pub fn with_events(mut self, bus: &'a EventBus) -> Self {
+        self.events = Some(bus);
+        self
     }
 
     /// When the recovery's records expire: with the history.
@@ -367,6 +393,22 @@ impl<'a, S: RecoveryStore + WebhookStore, Q: DeliveryQueue> Driver<'a, S, Q> {
                 .await?
         {
             tracing::info!(recovery_id = %recovery.id, webhook_id = %recovery.webhook_id, "recovery finished");
+            if let Some(bus) = self.events {
+                let (at, change) = (
+                    Timestamp::now(),
+                    Change::recovery_finished(recovery.id, &now),
+                );
+                let event = match &webhook {
+                    Some(hook) => OperationalEvent::of(hook, at, change),
+                    None => OperationalEvent::of_key(
+                        recovery.project.clone(),
+                        recovery.webhook_id,
+                        at,
+                        change,
+                    ),
+                };
+                bus.put(&[event]).await;
+            }
         }
         *progress = Some(now);
         tracing::info!(recovery_id = %recovery.id, webhook_id = %recovery.webhook_id, queued, expired, "recovery deliveries queued");
@@ -391,6 +433,7 @@ where
     fn run(&self, step: Step, until: Instant) -> BoxFuture<'_, Result<Progress, StepError>> {
         Box::pin(async move {
             Driver::new(&self.store, &self.queue, self.log)
+                .with_events(&self.events)
                 .steps(step, until)
                 .await
         })

@@ -60,8 +60,11 @@ pub mod metric {
     pub const PUBLISHED: &str = "Published";
     /// Config API: deliveries queued by one publish.
     pub const FAN_OUT: &str = "FanOut";
+    /// Sender, sweeper, config API: operational events the bus did not
+    /// take (the state changes stand; the events are not put again).
+    pub const OPERATIONAL_EVENTS_FAILED: &str = "OperationalEventsFailed";
     /// Every metric above.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         NOTICES_DEFERRED,
         HISTORY_WRITES_FAILED,
         NOTICES_SENT,
@@ -75,6 +78,7 @@ pub mod metric {
         POST_LATENCY,
         PUBLISHED,
         FAN_OUT,
+        OPERATIONAL_EVENTS_FAILED,
     ];
 }
 

@@ -563,7 +563,7 @@ impl shared::ports::DeliveryStore for HangingWrites {
         _reason: &str,
         _due_now: bool,
         _count: u32,
-    ) -> Result<(), shared::ports::StoreError> {
+    ) -> Result<bool, shared::ports::StoreError> {
         std::future::pending().await
     }
 
@@ -572,7 +572,7 @@ impl shared::ports::DeliveryStore for HangingWrites {
         webhook: &shared::domain::Webhook,
         slow: bool,
         at: shared::domain::Timestamp,
-    ) -> Result<(), shared::ports::StoreError> {
+    ) -> Result<Option<shared::ports::Cleared>, shared::ports::StoreError> {
         self.0.record_recovery(webhook, slow, at).await
     }
 
@@ -588,8 +588,17 @@ impl shared::ports::DeliveryStore for HangingWrites {
         &self,
         webhook: &shared::domain::Webhook,
         at: shared::domain::Timestamp,
-    ) -> Result<(), shared::ports::StoreError> {
+    ) -> Result<bool, shared::ports::StoreError> {
         self.0.disable_gone(webhook, at).await
+    }
+
+    async fn claim_exhausted(
+        &self,
+        webhook: &shared::domain::Webhook,
+        delivery: uuid::Uuid,
+        until: shared::domain::Timestamp,
+    ) -> Result<bool, shared::ports::StoreError> {
+        self.0.claim_exhausted(webhook, delivery, until).await
     }
 
     async fn assign_signing_secret(

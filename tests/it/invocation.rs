@@ -77,7 +77,7 @@ impl DeliveryStore for Stalled {
         _reason: &str,
         _due_now: bool,
         _count: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.stalled.fetch_add(1, Ordering::SeqCst);
         std::future::pending().await
     }
@@ -87,7 +87,7 @@ impl DeliveryStore for Stalled {
         webhook: &Webhook,
         slow: bool,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<shared::ports::Cleared>, StoreError> {
         self.store.record_recovery(webhook, slow, at).await
     }
 
@@ -95,8 +95,17 @@ impl DeliveryStore for Stalled {
         self.store.mark_slow(webhook, at).await
     }
 
-    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<bool, StoreError> {
         self.store.disable_gone(webhook, at).await
+    }
+
+    async fn claim_exhausted(
+        &self,
+        webhook: &Webhook,
+        delivery: uuid::Uuid,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store.claim_exhausted(webhook, delivery, until).await
     }
 
     async fn assign_signing_secret(

@@ -13,6 +13,7 @@ mod idempotency;
 mod invocation;
 mod lanes;
 mod openapi;
+mod operational;
 mod recovery;
 mod retries;
 mod signing;

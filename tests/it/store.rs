@@ -118,6 +118,7 @@ async fn the_admin_token_is_read_from_secrets_manager() {
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
         publish_share: shared::domain::PublishShare::off(),
+        event_bus: None,
     };
     let api = Api {
         router: config_api::app(&sdk, config).await.unwrap(),
@@ -151,6 +152,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
         publish_share: shared::domain::PublishShare::off(),
+        event_bus: None,
     };
     let err = config_api::app(&sdk, missing).await.unwrap_err();
     assert!(err.to_string().contains("admin token"), "{err}");
@@ -162,6 +164,7 @@ async fn startup_refuses_a_missing_secret_and_a_weak_admin_token() {
         signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
         delivery_log: shared::domain::DeliveryLog::default(),
         publish_share: shared::domain::PublishShare::off(),
+        event_bus: None,
     };
     let err = config_api::app(&sdk, weak).await.unwrap_err();
     assert!(

@@ -761,6 +761,7 @@ async fn failing_with_recipients(stack: &Stack, project: &str, emails: &[&str]) 
         .update(&hook.project, hook.id, &changes, now)
         .await
         .unwrap()
+        .webhook
 }
 
 #[tokio::test]

@@ -1068,13 +1068,17 @@ fn alarms_on_the_functions_metrics_name_metrics_the_code_publishes() {
     assert_eq!(named, alarmed);
 }
 
-/// Which function publishes each of the service's metrics.
-fn publisher(name: &str) -> &'static str {
+/// Which functions publish each of the service's metrics.
+fn publishers(name: &str) -> &'static [&'static str] {
     use shared::telemetry::metric;
     match name {
-        metric::NOTICES_DEFERRED | metric::NOTICES_SENT => "SweeperFunction",
-        metric::PUBLISHED | metric::FAN_OUT => "ConfigApiFunction",
-        _ => "SenderFunction",
+        metric::NOTICES_DEFERRED | metric::NOTICES_SENT => &["SweeperFunction"],
+        metric::PUBLISHED | metric::FAN_OUT => &["ConfigApiFunction"],
+        // Every function puts operational events.
+        metric::OPERATIONAL_EVENTS_FAILED => {
+            &["ConfigApiFunction", "SenderFunction", "SweeperFunction"]
+        }
+        _ => &["SenderFunction"],
     }
 }
 
@@ -1089,6 +1093,7 @@ fn the_dashboard_shows_every_metric_the_code_publishes_and_no_other() {
         .unwrap();
     let body: Value = serde_json::from_str(body).unwrap();
     let mut shown = BTreeSet::new();
+    let mut shown_for = BTreeSet::new();
     let mut queues = BTreeSet::new();
     for widget in body["widgets"].as_array().unwrap() {
         for row in widget["properties"]["metrics"].as_array().unwrap() {
@@ -1102,13 +1107,16 @@ fn the_dashboard_shows_every_metric_the_code_publishes_and_no_other() {
             assert_eq!(namespace, NAMESPACE);
             assert!(metric::ALL.contains(&name), "{name} is not published");
             assert_eq!(row[2], DIMENSION, "{name}");
-            assert_eq!(
-                row[3],
-                format!("${{{}}}", publisher(name)),
-                "{name} is published by {}",
-                publisher(name)
+            let function = row[3].as_str().unwrap();
+            assert!(
+                publishers(name)
+                    .iter()
+                    .any(|p| function == format!("${{{p}}}")),
+                "{name} is published by {:?}, not {function}",
+                publishers(name)
             );
-            if publisher(name) == "SenderFunction" && name != metric::HISTORY_WRITES_FAILED {
+            shown_for.insert((name.to_owned(), function.to_owned()));
+            if publishers(name) == ["SenderFunction"] && name != metric::HISTORY_WRITES_FAILED {
                 assert_eq!(row[4], LANE_DIMENSION, "{name}");
                 assert!(
                     ["fast", "slow", "waiting"].contains(&row[5].as_str().unwrap()),
@@ -1120,9 +1128,74 @@ fn the_dashboard_shows_every_metric_the_code_publishes_and_no_other() {
     }
     let all: BTreeSet<String> = metric::ALL.into_iter().map(str::to_owned).collect();
     assert_eq!(shown, all, "every published metric is on the dashboard");
+    for name in metric::ALL {
+        for function in publishers(name) {
+            assert!(
+                shown_for.contains(&(name.to_owned(), format!("${{{function}}}"))),
+                "{name} of {function} is not on the dashboard"
+            );
+        }
+    }
     let lanes: BTreeSet<String> = ["DeliveryQueue", "SlowQueue", "WaitingQueue"]
         .into_iter()
         .map(|q| format!("${{{q}.QueueName}}"))
         .collect();
     assert_eq!(queues, lanes, "each lane's depth and age");
+}
+
+#[test]
+fn every_function_may_put_operational_events_on_the_chosen_bus_and_only_that() {
+    let d = deployed();
+    let t = template();
+    assert_eq!(t["Parameters"]["OperationalEventBus"]["Default"], "default");
+    assert_eq!(
+        t["Conditions"]["HasEventBus"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "OperationalEventBus"}, ""]}]})
+    );
+    for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
+        assert_eq!(
+            function_env(&t, function)
+                .get(shared::config::EVENT_BUS)
+                .map(String::as_str),
+            Some("default"),
+            "{function} reads the bus, the account's default one unless told"
+        );
+    }
+    // A plain CloudFormation resource: as written.
+    let policy = &t["Resources"]["OperationalEventsPolicy"];
+    assert_eq!(
+        policy["Condition"], "HasEventBus",
+        "off when no bus is given"
+    );
+    let roles: BTreeSet<String> = policy["Properties"]["Roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Ref"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = [
+        "ConfigApiFunctionRole",
+        "SenderFunctionRole",
+        "SweeperFunctionRole",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(roles, expected);
+    for role in &expected {
+        assert_eq!(
+            d["Resources"][role]["Type"], "AWS::IAM::Role",
+            "{role} is the function's role"
+        );
+    }
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(
+        statements[0]["Action"],
+        serde_json::json!(["events:PutEvents"])
+    );
+    let bus = statements[0]["Resource"]["Fn::Sub"].as_str().unwrap();
+    assert!(bus.ends_with(":event-bus/${OperationalEventBus}"), "{bus}");
 }

@@ -51,6 +51,7 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+pub mod bus;
 pub mod counting;
 pub mod mail;
 pub mod receiver;
@@ -145,6 +146,7 @@ pub mod api {
                 signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
                 delivery_log: shared::domain::DeliveryLog::default(),
                 publish_share: shared::domain::PublishShare::off(),
+                event_bus: None,
             };
             let router = config_api::app(&super::sdk_config().await, config)
                 .await
@@ -242,6 +244,27 @@ pub mod api {
             }
         }
 
+        /// The same table and queues, served by a router that puts its
+        /// operational events on `bus`.
+        pub async fn with_events(&self, bus: shared::adapters::EventBus) -> Self {
+            let state = config_api::AppState::new(
+                self.store.clone(),
+                shared::adapters::SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&crate::sdk_config().await),
+                    self.queue_urls.clone(),
+                ),
+                config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
+                local_stack::local_rules(),
+                config_api::DEFAULT_SIGNING_OVERLAP,
+                shared::domain::DeliveryLog::default(),
+            )
+            .with_events(bus);
+            Self {
+                router: config_api::router(state),
+                ..self.clone()
+            }
+        }
+
         /// [`Api::over`], keeping the delivery history as `log` says.
         pub fn over_with_log<S: config_api::Store, Q: config_api::Queue>(
             &self,
@@ -331,7 +354,7 @@ pub mod stack {
     pub const TEST_RETRY_SCHEDULE: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
     use serde_json::{Value, json};
     use shared::adapters::{DynamoStore, HttpPoster};
-    use shared::domain::AddressPolicy;
+    use shared::domain::{AddressPolicy, FailureRules};
 
     use crate::api::Api;
 
@@ -373,7 +396,33 @@ pub mod stack {
 
         /// The API accepts loopback endpoints; the sender uses `policy`.
         pub async fn with_sender(policy: AddressPolicy, deadline: Duration) -> Self {
+            Self::build(
+                policy,
+                deadline,
+                shared::adapters::EventBus::off(),
+                FailureRules::default(),
+            )
+            .await
+        }
+
+        /// Loopback, 2-second deadline, `rules`; the API, the sender and its
+        /// recoveries put their operational events on `bus`.
+        pub async fn with_events(bus: shared::adapters::EventBus, rules: FailureRules) -> Self {
+            Self::build(loopback_policy(), Duration::from_secs(2), bus, rules).await
+        }
+
+        async fn build(
+            policy: AddressPolicy,
+            deadline: Duration,
+            events: shared::adapters::EventBus,
+            rules: FailureRules,
+        ) -> Self {
             let api = Api::with_rules(local_rules()).await;
+            let api = if events.is_on() {
+                api.with_events(events.clone()).await
+            } else {
+                api
+            };
             let http = HttpPoster::new(policy, deadline).unwrap();
             let sdk = crate::sdk_config().await;
             // Retries (for webhooks that ask for them) wait a second, then
@@ -383,10 +432,13 @@ pub mod stack {
                 api.store.clone(),
                 queue.clone(),
                 shared::domain::DeliveryLog::default(),
-            );
+            )
+            .with_events(events.clone());
             let sender = Sender::new(api.store.clone(), http, 10)
                 .with_lanes(queue, api.queue_urls.names(), TEST_RETRY_SCHEDULE.to_vec())
                 .with_history(shared::domain::DeliveryLog::default())
+                .with_rules(rules)
+                .with_events(events)
                 .with_recoveries(std::sync::Arc::new(recoveries));
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             Self {

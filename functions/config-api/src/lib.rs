@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use shared::adapters::secrets::{SecretError, read_secret_string};
 use shared::adapters::sqs::LaneUrls;
-use shared::adapters::{DynamoStore, SqsQueue};
+use shared::adapters::{DynamoStore, EventBus, SqsQueue};
 use shared::config::{ConfigError, Env};
 use shared::domain::{ApiToken, DeliveryLog, EndpointRules, PublishShare};
 use shared::ports::{
@@ -80,6 +80,9 @@ pub struct Inner<S, Q> {
     /// further publishes of that project in the window are refused without
     /// a storage call.
     pub full_windows: routes::events::FullWindows,
+    /// Where the operational events of re-enables and of recoveries it
+    /// finishes go.
+    pub events: EventBus,
 }
 
 impl<S, Q> Clone for AppState<S, Q> {
@@ -113,7 +116,22 @@ impl<S, Q> AppState<S, Q> {
             delivery_log,
             publish_share: PublishShare::off(),
             full_windows: routes::events::FullWindows::default(),
+            events: EventBus::off(),
         }))
+    }
+
+    /// Puts operational events on `bus`. Call before the state is shared.
+    pub fn with_events(self, bus: EventBus) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => Self(Arc::new(Inner {
+                events: bus,
+                ..inner
+            })),
+            Err(shared) => {
+                tracing::error!("the event bus was set on a state already shared; ignored");
+                Self(shared)
+            }
+        }
     }
 
     /// Limits each project to `share` of the publish rate. Call before the
@@ -246,6 +264,9 @@ pub struct ApiConfig {
     /// `PUBLISH_RATE_PER_PROJECT`: publishes per second of one project, 0
     /// (off) by default.
     pub publish_share: PublishShare,
+    /// `OPERATIONAL_EVENT_BUS`: the bus of the operational events; none
+    /// when unset or empty.
+    pub event_bus: Option<String>,
 }
 
 impl ApiConfig {
@@ -273,6 +294,7 @@ impl ApiConfig {
             signing_overlap: env.duration("SIGNING_SECRET_OVERLAP", DEFAULT_SIGNING_OVERLAP)?,
             delivery_log: env.delivery_log()?,
             publish_share: env.publish_share(0)?,
+            event_bus: env.optional(shared::config::EVENT_BUS),
         })
     }
 }
@@ -299,6 +321,7 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
     }
     let store = DynamoStore::from_sdk(sdk, config.table_name);
     let queue = SqsQueue::from_sdk(sdk, config.queue_urls);
+    let events = EventBus::from_sdk(sdk, config.event_bus.as_deref());
     tracing::info!(endpoints = %config.endpoint_rules.addresses, allow_http = config.endpoint_rules.allow_http, "config API ready");
     Ok(router(
         AppState::new(
@@ -309,6 +332,7 @@ pub async fn app(sdk: &aws_config::SdkConfig, config: ApiConfig) -> Result<Route
             config.signing_overlap,
             config.delivery_log,
         )
-        .with_publish_share(config.publish_share),
+        .with_publish_share(config.publish_share)
+        .with_events(events),
     ))
 }

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::stream::{self, StreamExt};
-use shared::adapters::HttpPoster;
+use shared::adapters::{EventBus, HttpPoster};
 use shared::config::{ConfigError, Env};
 use shared::domain::delivery::{
     DEFAULT_DEADLINE, Pace, Skip, Steps, coalesce, decide, eligible, may_start, prepare,
 };
 use shared::domain::history::masked_headers;
 use shared::domain::lane::{SLOW_AFTER, retry_route, route};
+use shared::domain::operational::{Change, DisableCause, OperationalEvent};
 use shared::domain::retry::{STANDARD_SCHEDULE, parse_retry_after, random_jitter, retry_delay};
 use shared::domain::{
     AddressPolicy, Attempt, DeliveryLog, DeliveryMessage, EventName, FailureRules, Fault, Lane,
@@ -35,6 +36,10 @@ use uuid::Uuid;
 
 pub mod poller;
 mod recovery;
+
+/// How long the mark that a delivery's retries ran out is kept: longer than
+/// SQS could deliver its last attempt again.
+const EXHAUSTED_KEPT: Duration = Duration::from_secs(86_400);
 
 /// Deliveries in flight at once, by default: a whole SQS batch.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -65,6 +70,9 @@ pub struct SenderConfig {
     /// `DELIVERY_LOG_DAYS`: how long attempts are kept in the delivery
     /// history, default 30; 0 records none.
     pub delivery_log: DeliveryLog,
+    /// `OPERATIONAL_EVENT_BUS`: the EventBridge bus (name or ARN) of the
+    /// operational events; unset or empty puts none.
+    pub event_bus: Option<String>,
 }
 
 impl SenderConfig {
@@ -98,6 +106,7 @@ impl SenderConfig {
             },
             retry_schedule: STANDARD_SCHEDULE.to_vec(),
             delivery_log: env.delivery_log()?,
+            event_bus: env.optional(shared::config::EVENT_BUS),
         })
     }
 }
@@ -180,6 +189,8 @@ struct Posted {
     event_name: EventName,
     attempt_number: u32,
     latency_ms: u64,
+    /// The last attempt of the webhook's retry schedule, and it failed.
+    exhausted: bool,
 }
 
 /// One decoded record: its id and receipt handle, the lane it came from,
@@ -204,6 +215,8 @@ pub struct Sender<S, Q = NoRetries> {
     history: DeliveryLog,
     /// Runs the bulk recoveries' steps that come through the waiting lane.
     recoveries: Option<std::sync::Arc<dyn RunStep>>,
+    /// Where the operational events of the state changes it makes go.
+    events: EventBus,
 }
 
 impl<S: DeliveryStore> Sender<S> {
@@ -217,6 +230,7 @@ impl<S: DeliveryStore> Sender<S> {
             lanes: None,
             history: DeliveryLog::off(),
             recoveries: None,
+            events: EventBus::off(),
         }
     }
 
@@ -241,6 +255,7 @@ impl<S: DeliveryStore> Sender<S> {
             }),
             history: self.history,
             recoveries: self.recoveries,
+            events: self.events,
         }
     }
 }
@@ -255,6 +270,13 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
     /// Records every attempt in the delivery history, kept as `log` says.
     pub fn with_history(mut self, log: DeliveryLog) -> Self {
         self.history = log;
+        self
+    }
+
+    /// Puts the operational events of the state changes it makes on `bus`
+    /// (`domain::operational`).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
         self
     }
 
@@ -355,6 +377,7 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
             }
         };
         let paced = recovery::first_attempts(&incoming);
+        let recovering = recovery::webhooks_of(&incoming);
         let slots = self.take_slots(&incoming).await;
         let slots = &slots;
         let done: Vec<(String, Done)> = stream::iter(incoming)
@@ -383,7 +406,8 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
         }
         // The webhooks' writes, then the retries (each failure is recorded
         // before its next attempt is queued), then the history.
-        let gone = self.record_batch(&posted, &webhooks, ends).await;
+        let (gone, mut changes) = self.record_batch(&posted, &webhooks, ends).await;
+        changes.extend(self.exhausted(&posted, &webhooks, &gone, ends).await);
         let latencies: Vec<f64> = posted
             .iter()
             .map(|(_, post)| post.latency_ms as f64)
@@ -403,10 +427,19 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
             verdicts.push((id, verdict));
             attempts.extend(attempt);
         }
-        futures::join!(
+        let ((), finished) = futures::join!(
             self.record_attempts(&attempts, ends),
             self.tally(&paced, &verdicts, ends)
         );
+        changes.extend(finished.into_iter().filter_map(|(recovery, progress)| {
+            let change = Change::recovery_finished(recovery, &progress);
+            let (project, webhook_id) = recovering.get(&recovery)?.clone();
+            Some(match webhooks.get(&webhook_id) {
+                Some(hook) => OperationalEvent::of(hook, Timestamp::now(), change),
+                None => OperationalEvent::of_key(project, webhook_id, Timestamp::now(), change),
+            })
+        }));
+        self.announce(&changes, ends).await;
         publish_metrics(batch_lane, &verdicts, &latencies, retries_queued);
         response(&verdicts, &step_failures)
     }
@@ -424,13 +457,14 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
     /// webhook, its records in the order the POSTs ended, a run of failures
     /// as one write (`delivery::coalesce`), webhooks in parallel. Bounded by
     /// the invocation; an unfinished write is logged (the deliveries were
-    /// sent and stand). Answers the webhooks a 410 disabled.
+    /// sent and stand). Answers the webhooks a 410 disabled, and the
+    /// operational events of the state changes the writes made.
     async fn record_batch(
         &self,
         posted: &[(String, Posted)],
         webhooks: &HashMap<WebhookId, Webhook>,
         ends: Instant,
-    ) -> HashSet<WebhookId> {
+    ) -> (HashSet<WebhookId>, Vec<OperationalEvent>) {
         let mut by_webhook: HashMap<WebhookId, Vec<(Instant, Record)>> = HashMap::new();
         for (_, post) in posted {
             if post.record != Record::Nothing {
@@ -455,6 +489,7 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
             records.sort_by_key(|(ended, _)| *ended);
             let records = coalesce(records.into_iter().map(|(_, record)| record));
             Some(async move {
+                let mut changes = Vec::new();
                 for record in records {
                     let written = timeout_at(steps.writes_by().into(), self.record(webhook, record))
                         .await
@@ -464,17 +499,99 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
                                     .into(),
                             ))
                         });
-                    if let Err(err) = written {
-                        tracing::error!(webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
+                    match written {
+                        Ok(change) => changes.extend(change),
+                        Err(err) => {
+                            tracing::error!(webhook_id = %webhook.id, error = %shared::error_chain(&err), "could not record the outcome");
+                        }
                     }
                 }
+                changes
             })
         });
-        stream::iter(writes)
+        let changes = stream::iter(writes)
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<()>>()
+            .collect::<Vec<_>>()
             .await;
-        gone
+        (gone, changes.into_iter().flatten().collect())
+    }
+
+    /// The operational events of deliveries whose retries ran out in this
+    /// batch (none for a webhook a 410 just disabled: its own event says
+    /// so), each claimed once with a conditional put, so that a repeat of
+    /// the last attempt puts none. No call without a bus.
+    async fn exhausted(
+        &self,
+        posted: &[(String, Posted)],
+        webhooks: &HashMap<WebhookId, Webhook>,
+        gone: &HashSet<WebhookId>,
+        ends: Instant,
+    ) -> Vec<OperationalEvent> {
+        if !self.events.is_on() {
+            return Vec::new();
+        }
+        let until = Timestamp::now().after(EXHAUSTED_KEPT);
+        let by = Steps::new(ends).writes_by();
+        let claims = posted
+            .iter()
+            .filter(|(_, post)| post.exhausted && !gone.contains(&post.webhook_id))
+            .filter_map(|(_, post)| {
+                let webhook = webhooks.get(&post.webhook_id)?;
+                let Outcome::Failed { reason } = &post.outcome else {
+                    return None;
+                };
+                Some(async move {
+                    let claimed = timeout_at(
+                        by.into(),
+                        self.store.claim_exhausted(webhook, post.delivery_id, until),
+                    )
+                    .await;
+                    match claimed {
+                        Ok(Ok(true)) => Some(OperationalEvent::of(
+                            webhook,
+                            Timestamp::now(),
+                            Change::RetriesExhausted {
+                                delivery_id: post.delivery_id,
+                                event_name: post.event_name,
+                                attempts: post.attempt_number,
+                                last_error: reason.to_string(),
+                            },
+                        )),
+                        Ok(Ok(false)) => None,
+                        Ok(Err(err)) => {
+                            tracing::error!(delivery_id = %post.delivery_id, error = %shared::error_chain(&err), "could not claim the end of the delivery's retries; no operational event");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                })
+            });
+        // At most a batch's deliveries, each one conditional put.
+        let claims: Vec<_> = claims.collect();
+        futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Puts the batch's operational events, bounded by the invocation.
+    async fn announce(&self, events: &[OperationalEvent], ends: Instant) {
+        if events.is_empty() {
+            return;
+        }
+        if timeout_at(
+            Steps::new(ends).history_by().into(),
+            self.events.put(events),
+        )
+        .await
+        .is_err()
+        {
+            tracing::error!(
+                events = events.len(),
+                "putting the operational events did not finish in time"
+            );
+        }
     }
 
     /// After the batch's writes: queues the next attempt of a failed
@@ -733,6 +850,7 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
         };
         let now = Timestamp::now();
         let record = decide(webhook, &outcome, pace, now, self.rules);
+        let retried = next.is_some();
         let retry = match (&outcome, next, &self.lanes) {
             (Outcome::Failed { .. }, Some(next), Some(lanes)) => {
                 let asked = answer
@@ -748,12 +866,13 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
             webhook_id: webhook.id,
             ended: Instant::now(),
             record,
-            retry,
-            outcome,
             attempt: entry,
             delivery_id,
             project,
             event_name,
+            exhausted: retried && retry.is_none() && matches!(outcome, Outcome::Failed { .. }),
+            retry,
+            outcome,
             attempt_number: attempt,
             latency_ms: latency.as_millis() as u64,
         })
@@ -814,30 +933,67 @@ impl<S: DeliveryStore, Q: DeliveryQueue> Sender<S, Q> {
         Ok(timeout_at(by.into(), self.store.assign_signing_secret(webhook, fresh)).await??)
     }
 
-    async fn record(&self, webhook: &Webhook, record: Record) -> Result<(), StoreError> {
-        match record {
-            Record::Nothing => Ok(()),
+    /// Writes one record on the webhook; answers the operational event of
+    /// the state change the write made, if it made one.
+    async fn record(
+        &self,
+        webhook: &Webhook,
+        record: Record,
+    ) -> Result<Option<OperationalEvent>, StoreError> {
+        let change = match record {
+            Record::Nothing => None,
             Record::Recovered { slow } => {
+                let at = Timestamp::now();
                 self.store
-                    .record_recovery(webhook, slow, Timestamp::now())
-                    .await
+                    .record_recovery(webhook, slow, at)
+                    .await?
+                    .map(|cleared| {
+                        (
+                            at,
+                            Change::Recovered {
+                                failing_since: cleared.failing_since,
+                                failures: cleared.failures,
+                            },
+                        )
+                    })
             }
-            Record::Slow { at } => self.store.mark_slow(webhook, at).await,
+            Record::Slow { at } => {
+                self.store.mark_slow(webhook, at).await?;
+                None
+            }
             Record::Failure {
                 at,
                 reason,
                 due_now,
                 count,
-            } => {
-                self.store
-                    .record_failures(webhook, at, &reason, due_now, count)
-                    .await
-            }
+            } => self
+                .store
+                .record_failures(webhook, at, &reason, due_now, count)
+                .await?
+                .then_some((
+                    at,
+                    Change::Failing {
+                        failing_since: at,
+                        last_error: reason,
+                    },
+                )),
             Record::Gone { at } => {
                 tracing::warn!(webhook_id = %webhook.id, project = %webhook.project, "the endpoint answered 410 Gone; webhook disabled");
-                self.store.disable_gone(webhook, at).await
+                self.store.disable_gone(webhook, at).await?.then(|| {
+                    (
+                        at,
+                        Change::Disabled {
+                            reason: DisableCause::Gone,
+                            failing_since: Some(webhook.failing_since.unwrap_or(at)),
+                            last_error: Some(
+                                shared::domain::FailureReason::Status(410).to_string(),
+                            ),
+                        },
+                    )
+                })
             }
-        }
+        };
+        Ok(change.map(|(at, change)| OperationalEvent::of(webhook, at, change)))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use sender::{Sender, SenderConfig};
-use shared::adapters::{DynamoStore, HttpPoster, SqsQueue};
+use shared::adapters::{DynamoStore, EventBus, HttpPoster, SqsQueue};
 use shared::config::{Env, process_env};
 use shared::ports::{DeliveryQueue, DeliveryStore, RecoveryProgress};
 use shared::recovery::Recoverer;
@@ -18,14 +18,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let http = HttpPoster::new(config.addresses.clone(), config.deadline)?;
     let store = DynamoStore::from_sdk(&sdk, config.table_name);
+    let events = EventBus::from_sdk(&sdk, config.event_bus.as_deref());
     let sender = Sender::new(store.clone(), http, config.concurrency)
         .with_rules(config.rules)
-        .with_history(config.delivery_log);
+        .with_history(config.delivery_log)
+        .with_events(events.clone());
     match config.lanes {
         Some(urls) => {
             let names = urls.names();
             let queue = SqsQueue::from_sdk(&sdk, urls);
-            let recoveries = Recoverer::new(store, queue.clone(), config.delivery_log);
+            let recoveries =
+                Recoverer::new(store, queue.clone(), config.delivery_log).with_events(events);
             let sender = sender
                 .with_lanes(queue, names, config.retry_schedule)
                 .with_recoveries(Arc::new(recoveries));

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use shared::domain::delivery::{RECORD_MARGIN, Steps};
+use shared::domain::recover::Progress;
 use shared::domain::recover::{Paced, Step, Tally, slot_second};
-use shared::domain::{DeliveryMessage, Outcome, Timestamp, Verdict};
+use shared::domain::{DeliveryMessage, Outcome, ProjectCode, Timestamp, Verdict, WebhookId};
 use shared::ports::{DeliveryQueue, DeliveryStore, RecoveryProgress};
 use tokio::time::timeout_at;
 use uuid::Uuid;
@@ -75,6 +76,20 @@ pub(crate) fn first_attempts(incoming: &[Incoming]) -> HashMap<String, Uuid> {
         .iter()
         .filter(|record| record.message.attempt == 1)
         .filter_map(|record| Some((record.id.clone(), record.message.recovery?.id)))
+        .collect()
+}
+
+/// The webhook each recovery of the batch delivers to.
+pub(crate) fn webhooks_of(incoming: &[Incoming]) -> HashMap<Uuid, (ProjectCode, WebhookId)> {
+    incoming
+        .iter()
+        .filter_map(|record| {
+            let recovery = record.message.recovery?.id;
+            Some((
+                recovery,
+                (record.message.project.clone(), record.message.webhook_id),
+            ))
+        })
         .collect()
 }
 
@@ -188,13 +203,14 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
 
     /// Adds the batch's first attempts to their recoveries' progress and
     /// marks each recovery that is now complete finished; bounded by the
-    /// invocation, failures logged.
+    /// invocation, failures logged. Answers the recoveries this batch
+    /// finished (the conditional write that marked each finished was its).
     pub(crate) async fn tally(
         &self,
         paced: &HashMap<String, Uuid>,
         verdicts: &[(String, Verdict)],
         ends: Instant,
-    ) {
+    ) -> Vec<(Uuid, Progress)> {
         let by = Steps::new(ends).history_by();
         let counts = tallies(paced, verdicts).into_iter().map(|(recovery, tally)| async move {
             let counted = timeout_at(by.into(), async {
@@ -203,21 +219,28 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
                     && self.store.finish_recovery(recovery, Timestamp::now()).await?
                 {
                     tracing::info!(recovery_id = %recovery, "recovery finished");
+                    return Ok(Some((recovery, progress)));
                 }
-                Ok::<_, shared::ports::StoreError>(())
+                Ok::<_, shared::ports::StoreError>(None)
             })
             .await;
             match counted {
-                Ok(Ok(())) => {}
+                Ok(Ok(finished)) => finished,
                 Ok(Err(err)) => {
                     tracing::error!(recovery_id = %recovery, error = %shared::error_chain(&err), "could not count the recovery's progress");
+                    None
                 }
                 Err(_) => {
                     tracing::error!(recovery_id = %recovery, "counting the recovery's progress did not finish in time");
+                    None
                 }
             }
         });
-        futures::future::join_all(counts).await;
+        futures::future::join_all(counts)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
+use shared::adapters::EventBus;
 use shared::config::{ConfigError, Env};
-use shared::domain::history::{SuccessSearch, recovery};
+use shared::domain::history::{Recovery, SuccessSearch, recovery};
 use shared::domain::notice::{
     DEFAULT_NOTICES_PER_DAY, DEFAULT_WINDOW, NOTICE_COUNT_KEPT, cutoff, disable_notice,
     disabled_reason, fallback_notice, next_notice_day, notice_day,
 };
+use shared::domain::operational::{Change, DisableCause, OperationalEvent};
 use shared::domain::{DeliveryLog, NoticeSettings, Timestamp, Webhook, WebhookId};
 use shared::ports::{MailError, Mailer, StoreError, SweepStore};
 use shared::telemetry::metric;
@@ -39,6 +41,9 @@ pub struct SweeperConfig {
     /// `DELIVERY_LOG_DAYS`, default 30: with the history on, a webhook is
     /// not disabled if an attempt was delivered after its failures began.
     pub delivery_log: DeliveryLog,
+    /// `OPERATIONAL_EVENT_BUS`: the bus of the operational events; none
+    /// when unset or empty.
+    pub event_bus: Option<String>,
 }
 
 impl SweeperConfig {
@@ -61,6 +66,7 @@ impl SweeperConfig {
                 })?
             },
             delivery_log: env.delivery_log()?,
+            event_bus: env.optional(shared::config::EVENT_BUS),
         })
     }
 }
@@ -127,6 +133,7 @@ pub struct Sweeper<S, M> {
     notice: NoticeSettings,
     notices_per_day: u32,
     consult_history: bool,
+    events: EventBus,
 }
 
 impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
@@ -139,7 +146,15 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             notice,
             notices_per_day: DEFAULT_NOTICES_PER_DAY,
             consult_history: false,
+            events: EventBus::off(),
         }
+    }
+
+    /// Puts the operational events of the disables and recoveries it makes
+    /// on `bus` (`domain::operational`).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
+        self
     }
 
     /// With the delivery history on, looks in it before disabling: a
@@ -179,18 +194,29 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         let due = self.store.due(cutoff(now, self.window)).await?;
         report.examined = due.read;
         let mut notices = Vec::new();
+        let mut changes = Vec::new();
         for hook in due.items {
             if Instant::now() >= stop_at {
                 report.out_of_time = true;
                 break;
             }
-            if self.consult_history && self.recovered(&hook, &mut report).await? {
+            if self.consult_history && self.recovered(&hook, &mut report, &mut changes).await? {
                 continue;
             }
             let reason = disabled_reason(&hook);
             match self.store.disable(&hook, now, &reason).await? {
                 Some(disabled) => {
                     report.disabled += 1;
+                    // This conditional write disabled it: its one event.
+                    changes.push(OperationalEvent::of(
+                        &disabled,
+                        now,
+                        Change::Disabled {
+                            reason: DisableCause::of_sweep(&hook, cutoff(now, self.window)),
+                            failing_since: hook.failing_since,
+                            last_error: hook.last_failure_reason.clone(),
+                        },
+                    ));
                     tracing::info!(
                         project = %disabled.project,
                         webhook_id = %disabled.id,
@@ -203,6 +229,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
                 None => report.raced += 1,
             }
         }
+        self.events.put(&changes).await;
         // Notices left pending by earlier sweeps (mail failed, or a sweep died).
         if !report.out_of_time {
             let seen: HashSet<WebhookId> = notices.iter().map(|h| h.id).collect();
@@ -246,6 +273,7 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         &self,
         hook: &Webhook,
         report: &mut SweepReport,
+        changes: &mut Vec<OperationalEvent>,
     ) -> Result<bool, StoreError> {
         let Some(since) = hook.failing_since else {
             return Ok(false);
@@ -262,6 +290,16 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         let rule = recovery(hook, delivered_at);
         if self.store.recover(hook, rule).await? {
             report.recovered += 1;
+            if rule == Recovery::Clear {
+                changes.push(OperationalEvent::of(
+                    hook,
+                    Timestamp::now(),
+                    Change::Recovered {
+                        failing_since: since,
+                        failures: hook.failure_count,
+                    },
+                ));
+            }
             tracing::info!(project = %hook.project, webhook_id = %hook.id, delivered_at = %delivered_at, recovery = ?rule, "not disabled: delivered after its failures began");
         } else {
             report.raced += 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use shared::adapters::{DynamoStore, SesMailer};
+use shared::adapters::{DynamoStore, EventBus, SesMailer};
 use shared::config::{Env, process_env};
 use sweeper::{Sweeper, SweeperConfig};
 
@@ -26,7 +26,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.notice,
     )
     .with_daily_limit(config.notices_per_day)
-    .with_history(config.delivery_log);
+    .with_history(config.delivery_log)
+    .with_events(EventBus::from_sdk(&sdk, config.event_bus.as_deref()));
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {

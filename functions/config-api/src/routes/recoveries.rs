@@ -106,7 +106,8 @@ pub async fn recover<S: Store, Q: Queue>(
         created_at: now,
         finished_at: None,
     };
-    let driver = Driver::new(&state.store, &state.queue, state.delivery_log);
+    let driver =
+        Driver::new(&state.store, &state.queue, state.delivery_log).with_events(&state.events);
     let progress = match driver.start(&recovery, Instant::now() + FIRST_STEPS).await {
         Ok(progress) => progress,
         Err(err) => {

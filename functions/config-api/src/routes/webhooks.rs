@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::domain::operational::{Change, OperationalEvent};
 use shared::domain::{
     FieldError, MAX_WEBHOOKS_PER_PROJECT, SigningSecret, Timestamp, WebhookId, WebhookInput,
     WebhookPatch,
@@ -202,12 +203,25 @@ pub async fn update<S: Store, Q: Queue>(
     let project = principal.project(&project, WEBHOOK)?;
     let id = webhook_id(&id)?;
     let changes = patch.validate(&state.rules)?;
-    let hook = state
+    let now = Timestamp::now();
+    let updated = state
         .store
-        .update(&project, id, &changes, Timestamp::now())
+        .update(&project, id, &changes, now)
         .await
         .map_err(store_error)?;
+    let hook = updated.webhook;
     tracing::info!(project = %project, webhook_id = %id, enabled = hook.enabled, "webhook updated");
+    if updated.re_enabled {
+        // This update's conditional write turned it on: its one event. The
+        // span it was off is on the webhook now.
+        let change = Change::ReEnabled {
+            disabled_at: hook.last_disabled_from,
+        };
+        state
+            .events
+            .put(&[OperationalEvent::of(&hook, now, change)])
+            .await;
+    }
     Ok(Json(hook.into()))
 }
 

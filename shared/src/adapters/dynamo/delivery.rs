@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use uuid::Uuid;
 
 use super::schema::{
-    DUE_PARTITION, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item, NOTICE_PARTITION, attr, n,
-    s, webhook_key,
+    DUE_PARTITION, FAILING_PARTITION, FAILING_SK, FAILURE_SUMMARY, Item, NOTICE_PARTITION, attr,
+    exhausted_key, n, s, webhook_key,
 };
 use super::update::Update;
 use super::{DynamoStore, from_webhook_item, to_value, unavailable};
 use crate::domain::delivery::GONE_REASON;
 use crate::domain::{Attempt, FailureReason, SigningSecret, Timestamp, Webhook, WebhookId};
-use crate::ports::{DeliveryStore, StoreError, WebhookKey};
+use crate::ports::{Cleared, DeliveryStore, StoreError, WebhookKey};
 
 /// Most keys one `BatchGetItem` takes.
 pub(super) const MAX_BATCH_GET: usize = 100;
@@ -217,11 +218,13 @@ impl DeliveryStore for DynamoStore {
         reason: &str,
         due_now: bool,
         count: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let update = failure_update(at, reason, due_now, count)?;
-        self.update_webhook(&webhook.project, webhook.id, update)
-            .await
-            .map(drop)
+        // The webhook before the write: without a failure, this one began it.
+        Ok(self
+            .update_webhook_before(&webhook.project, webhook.id, update)
+            .await?
+            .is_some_and(|before| before.failing_since.is_none()))
     }
 
     async fn record_recovery(
@@ -229,10 +232,17 @@ impl DeliveryStore for DynamoStore {
         webhook: &Webhook,
         slow: bool,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.update_webhook(&webhook.project, webhook.id, recovery_update(slow, at)?)
-            .await
-            .map(drop)
+    ) -> Result<Option<Cleared>, StoreError> {
+        let update = recovery_update(slow, at)?;
+        Ok(self
+            .update_webhook_before(&webhook.project, webhook.id, update)
+            .await?
+            .and_then(|before| {
+                Some(Cleared {
+                    failing_since: before.failing_since?,
+                    failures: before.failure_count,
+                })
+            }))
     }
 
     async fn mark_slow(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
@@ -260,10 +270,21 @@ impl DeliveryStore for DynamoStore {
         self.write_attempts(attempts, expires_at).await
     }
 
-    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<(), StoreError> {
+    async fn disable_gone(&self, webhook: &Webhook, at: Timestamp) -> Result<bool, StoreError> {
         self.update_webhook(&webhook.project, webhook.id, gone_update(at)?)
             .await
-            .map(drop)
+            .map(|hook| hook.is_some())
+    }
+
+    async fn claim_exhausted(
+        &self,
+        _webhook: &Webhook,
+        delivery: Uuid,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut item = exhausted_key(delivery);
+        item.insert(attr::EXPIRES_AT.to_owned(), n(until.unix_seconds()));
+        self.put_new(item).await
     }
 }
 

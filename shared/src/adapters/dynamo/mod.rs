@@ -127,7 +127,30 @@ impl DynamoStore {
         &self,
         project: &ProjectCode,
         id: WebhookId,
+        update: Update,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.update_webhook_answering(project, id, update, ReturnValue::AllNew)
+            .await
+    }
+
+    /// As [`Self::update_webhook`], answering the webhook as it was before
+    /// the update: what the update changed, without a second read.
+    async fn update_webhook_before(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
+        update: Update,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.update_webhook_answering(project, id, update, ReturnValue::AllOld)
+            .await
+    }
+
+    async fn update_webhook_answering(
+        &self,
+        project: &ProjectCode,
+        id: WebhookId,
         mut update: Update,
+        answer: ReturnValue,
     ) -> Result<Option<Webhook>, StoreError> {
         let pk = update.name(attr::PK);
         update.condition(format!("attribute_exists({pk})"));
@@ -140,7 +163,7 @@ impl DynamoStore {
             .set_condition_expression(update.condition_expression())
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values((!update.values.is_empty()).then_some(update.values))
-            .return_values(ReturnValue::AllNew)
+            .return_values(answer)
             .send()
             .await;
         match result {

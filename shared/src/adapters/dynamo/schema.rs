@@ -12,6 +12,7 @@
 //! | e-mail count    | `PROJECT#<code>`  | `NOTICES#<day>` | auto-disable e-mails sent that UTC day; expires (`expires_at`, TTL) |
 //! | event           | `EVENT#<id>`      | `EVENT`         | a published event's exact envelope, stored once; expires |
 //! | attempt         | `HISTORY#<code>#<webhook id>` | `DELIVERY#<delivery id>#<attempt, 5 digits>` | one per attempt; delivery ids are UUIDv7: a Query lists newest first; expires |
+//! | retries exhausted | `EXHAUSTED#<delivery id>` | `EXHAUSTED` | put once when a delivery's last retry failed, with its operational event; expires |
 //!
 //! The sparse global secondary index `failing` has partition key
 //! `failing_pk` and sort key `failing_since`. Only webhooks the sweeper has
@@ -381,6 +382,15 @@ pub fn attempt_key(project: &ProjectCode, webhook: WebhookId, cursor: AttemptCur
 /// The key of a stored event.
 pub fn event_key(id: Uuid) -> Item {
     key(event_pk(id), EVENT_SK.to_owned())
+}
+
+/// The key of the mark that a delivery's retries ran out (its
+/// operational event was put): one partition per delivery.
+pub fn exhausted_key(delivery: Uuid) -> Item {
+    key(
+        format!("EXHAUSTED#{}", delivery.hyphenated()),
+        "EXHAUSTED".to_owned(),
+    )
 }
 
 /// The key of a token item.

@@ -15,7 +15,7 @@ use crate::domain::{
     MAX_WEBHOOKS_PER_PROJECT, ProjectCode, SigningSecret, Timestamp, Webhook, WebhookChanges,
     WebhookId,
 };
-use crate::ports::{Page, Rotation, StoreError, WebhookStore};
+use crate::ports::{Page, Rotation, StoreError, Updated, WebhookStore};
 
 fn canceled(err: &TransactWriteItemsError) -> Option<&TransactionCanceledException> {
     match err {
@@ -124,7 +124,7 @@ impl DynamoStore {
         id: WebhookId,
         changes: &WebhookChanges,
         now: Timestamp,
-    ) -> Result<Webhook, StoreError> {
+    ) -> Result<Updated, StoreError> {
         for _ in 0..ENABLE_TRIES {
             let mut update = changes_update(changes, now)?;
             update.set(attr::ENABLED, AttributeValue::Bool(true));
@@ -143,16 +143,22 @@ impl DynamoStore {
             update
                 .condition(format!("{enabled} = :off"))
                 .value(":off", AttributeValue::Bool(false));
-            if let Some(hook) = self.update_webhook(project, id, update).await? {
-                return Ok(hook);
+            if let Some(webhook) = self.update_webhook(project, id, update).await? {
+                return Ok(Updated {
+                    webhook,
+                    re_enabled: true,
+                });
             }
             let mut update = changes_update(changes, now)?;
             let enabled = update.name(attr::ENABLED);
             update
                 .condition(format!("{enabled} = :on"))
                 .value(":on", AttributeValue::Bool(true));
-            if let Some(hook) = self.update_webhook(project, id, update).await? {
-                return Ok(hook);
+            if let Some(webhook) = self.update_webhook(project, id, update).await? {
+                return Ok(Updated {
+                    webhook,
+                    re_enabled: false,
+                });
             }
             if self.get(project, id).await?.is_none() {
                 return Err(StoreError::NotFound);
@@ -264,7 +270,7 @@ impl WebhookStore for DynamoStore {
         id: WebhookId,
         changes: &WebhookChanges,
         now: Timestamp,
-    ) -> Result<Webhook, StoreError> {
+    ) -> Result<Updated, StoreError> {
         if changes.enabled == Some(true) {
             return self.enable(project, id, changes, now).await;
         }
@@ -280,12 +286,19 @@ impl WebhookStore for DynamoStore {
                     "attribute_not_exists({failing}) OR {failing} <> :notice"
                 ))
                 .value(":notice", s(NOTICE_PARTITION));
-            if let Some(hook) = self.update_webhook(project, id, update).await? {
-                return Ok(hook);
+            if let Some(webhook) = self.update_webhook(project, id, update).await? {
+                return Ok(Updated {
+                    webhook,
+                    re_enabled: false,
+                });
             }
         }
         self.update_webhook(project, id, changes_update(changes, now)?)
             .await?
+            .map(|webhook| Updated {
+                webhook,
+                re_enabled: false,
+            })
             .ok_or(StoreError::NotFound)
     }
 
