@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of `make dev`: start it in the background, wait for "ready",
 # create a webhook to the inspector, publish an event, see it arrive within
-# 5 seconds, run `make invoke` with one sample of each function against it,
-# then stop it with SIGTERM and check that its ports are free.
+# 5 seconds, run `make invoke` with one sample of each function against it
+# (the ingest function's good and malformed events), see an operational
+# event on the emulator's bus, then stop it with SIGTERM and check that its
+# ports are free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +54,45 @@ invoke ConfigApiFunction "$event" '"statusCode": *202'
 invoke SenderFunction events/sqs-delivery.json '"batchItemFailures": *\[\]'
 invoke SweeperFunction events/scheduled-sweep.json '"examined"'
 rm -f "$event"
+
+# Publishing from EventBridge: the sample event (project DEMO) reaches the
+# inspector; the malformed one waits in the ingest dead-letter queue with
+# its reason.
+curl -fsS -X POST "$API/projects/DEMO/webhooks" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"title\": \"from the bus\", \"endpoint\": \"$INSPECTOR/from-bus\", \"events\": [\"run.completed\"]}" >/dev/null
+invoke IngestFunction events/eventbridge-publish.json '"outcome": *"published"'
+wait_for() {
+  for _ in $(seq 1 50); do
+    curl -fsS "$INSPECTOR/$1" | grep -q "$2" && return 0
+    sleep 0.1
+  done
+  echo "nothing with $2 at the inspector's /$1 within 5 s"; exit 1
+}
+wait_for from-bus 'passed\\": *14'
+echo "the sample EventBridge event reached the inspector"
+invoke IngestFunction events/eventbridge-publish-malformed.json '"outcome": *"dead_lettered"'
+.venv/bin/python - "$EMULATOR_PORT" <<'PY'
+import sys, boto3
+sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+url = sqs.get_queue_url(QueueName="ingest-dead-letters")["QueueUrl"]
+got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1).get("Messages", [])
+assert got, "the malformed event is not in the dead-letter queue"
+reason = got[0]["MessageAttributes"]["reason"]["StringValue"]
+assert "unknown field `name`" in reason, reason
+print(f"in the ingest dead-letter queue: {reason}")
+PY
+
+# Operational events go to the emulator's bus and show in the inspector.
+curl -fsS -X POST "$API/projects/SMOKE/webhooks" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"title\": \"failing\", \"endpoint\": \"$INSPECTOR/failing?status=503\", \"events\": [\"case.created\"]}" >/dev/null
+curl -fsS -X POST "$API/projects/SMOKE/events" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"event_name": "case.created", "payload": {"id": 1}}' >/dev/null
+wait_for operational-events 'Webhook Failing'
+grep -q 'operational event' "$DEV_LOG" || { echo "make dev did not print the operational event"; exit 1; }
+echo "the operational event reached the emulator's bus and the inspector"
 
 dev_stop
 for _ in $(seq 1 100); do

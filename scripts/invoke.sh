@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUNCTION=${FUNCTION:?"set FUNCTION=ConfigApiFunction, SenderFunction or SweeperFunction"}
+FUNCTION=${FUNCTION:?"set FUNCTION=ConfigApiFunction, SenderFunction, SweeperFunction or IngestFunction"}
 EVENT=${EVENT:?"set EVENT=events/<file>.json"}
 EMULATOR_PORT=${EMULATOR_PORT:-4566}
 ENV_FILE=local/sam-env.json
@@ -19,7 +19,8 @@ case "$FUNCTION" in
   ConfigApiFunction) binary=config-api ;;
   SenderFunction) binary=sender ;;
   SweeperFunction) binary=sweeper ;;
-  *) echo "unknown FUNCTION $FUNCTION: ConfigApiFunction, SenderFunction or SweeperFunction" >&2; exit 2 ;;
+  IngestFunction) binary=ingest ;;
+  *) echo "unknown FUNCTION $FUNCTION: ConfigApiFunction, SenderFunction, SweeperFunction or IngestFunction" >&2; exit 2 ;;
 esac
 [ -f "$EVENT" ] || { echo "no event file $EVENT" >&2; exit 2; }
 curl -fsS -o /dev/null "http://127.0.0.1:$EMULATOR_PORT/moto-api/" 2>/dev/null \

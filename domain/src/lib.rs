@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod headers;
 pub mod history;
 pub mod idempotency;
+pub mod ingest;
 pub mod lane;
 pub mod notice;
 pub mod operational;

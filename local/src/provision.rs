@@ -21,6 +21,8 @@ pub const EVENT_BUS: &str = "default";
 /// The queue a rule on [`EVENT_BUS`] sends every operational event to, for
 /// `make dev` to show them.
 pub const OPERATIONAL_QUEUE: &str = "operational-events";
+/// The queue the ingest function puts the events it refuses in.
+pub const INGEST_DEAD_LETTERS: &str = "ingest-dead-letters";
 /// That rule's name.
 pub const OPERATIONAL_RULE: &str = "operational-events-to-queue";
 
@@ -34,6 +36,8 @@ pub struct Resources {
     pub admin_secret_arn: String,
     /// The queue the rule on the event bus fills with operational events.
     pub operational_queue_url: String,
+    /// The ingest function's dead-letter queue.
+    pub ingest_dead_letter_url: String,
 }
 
 /// Table and index, the lanes' queues and their dead-letter queues, the admin token
@@ -62,12 +66,20 @@ pub async fn provision(
         .await?;
     let operational_queue_url =
         route_operational_events(sdk, EVENT_BUS, OPERATIONAL_RULE, OPERATIONAL_QUEUE).await?;
+    let ingest_dead_letter_url = aws_sdk_sqs::Client::new(sdk)
+        .create_queue()
+        .queue_name(INGEST_DEAD_LETTERS)
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue URL")?;
     Ok(Resources {
         table,
         queue_urls,
         dead_letter_urls,
         admin_secret_arn,
         operational_queue_url,
+        ingest_dead_letter_url,
     })
 }
 

@@ -10,6 +10,7 @@ mod events;
 mod headers;
 mod history;
 mod idempotency;
+mod ingest;
 mod invocation;
 mod lanes;
 mod openapi;

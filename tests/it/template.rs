@@ -353,7 +353,12 @@ fn a_deployed_function_has_no_endpoint_override() {
         t["Conditions"]["UseLocalEndpoint"],
         json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "LocalEndpointUrl"}, ""]}]})
     );
-    for function in ["ConfigApiFunction", "SenderFunction", "SweeperFunction"] {
+    for function in [
+        "ConfigApiFunction",
+        "SenderFunction",
+        "SweeperFunction",
+        "IngestFunction",
+    ] {
         let env = function_env(&t, function);
         assert!(!env.contains_key("AWS_ENDPOINT_URL"), "{function}");
         assert_eq!(
@@ -376,7 +381,12 @@ fn the_local_env_file_sets_only_declared_variables_and_opens_loopback() {
     let file: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(
         file.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        BTreeSet::from(["ConfigApiFunction", "SenderFunction", "SweeperFunction"])
+        BTreeSet::from([
+            "ConfigApiFunction",
+            "SenderFunction",
+            "SweeperFunction",
+            "IngestFunction"
+        ])
     );
     let mut envs = HashMap::new();
     for (function, vars) in &file {
@@ -434,6 +444,23 @@ fn the_local_env_file_sets_only_declared_variables_and_opens_loopback() {
     let sweeper = sweeper::SweeperConfig::from_env(&Env::new(&lookup)).unwrap();
     assert_eq!(sweeper.table_name, local_stack::provision::TABLE);
     assert_eq!(sweeper.notice.from, local_stack::provision::MAIL_FROM);
+    let env = &envs["IngestFunction"];
+    let lookup = |k: &str| env.get(k).cloned();
+    let ingest = config_api::ingest::IngestConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(ingest.table_name, local_stack::provision::TABLE);
+    assert_eq!(ingest.queue_urls, api.queue_urls);
+    assert!(
+        ingest
+            .dead_letter_url
+            .ends_with(&format!("/{}", local_stack::provision::INGEST_DEAD_LETTERS))
+    );
+    for (function, env) in &envs {
+        assert_eq!(
+            env.get(shared::config::EVENT_BUS).map(String::as_str),
+            Some(local_stack::provision::EVENT_BUS),
+            "{function}: operational events on make dev's bus"
+        );
+    }
 }
 
 #[test]
@@ -476,6 +503,16 @@ fn every_functions_environment_satisfies_its_configuration() {
     assert_eq!(config.window, DEFAULT_WINDOW);
     assert_eq!(config.notices_per_day, DEFAULT_NOTICES_PER_DAY);
 
+    let ingest_env = function_env(&t, "IngestFunction");
+    let lookup = |k: &str| ingest_env.get(k).cloned();
+    let config = config_api::ingest::IngestConfig::from_env(&Env::new(&lookup)).unwrap();
+    assert_eq!(config.dead_letter_url, "IngestDeadLetterQueue-id");
+    assert_eq!(
+        config.publish_share,
+        shared::domain::PublishShare::per_second(local_stack::DEFAULT_PUBLISH_RATE),
+        "the same share of the publish rate as the API"
+    );
+
     let functions: BTreeSet<&str> = t["Resources"]
         .as_object()
         .unwrap()
@@ -485,7 +522,12 @@ fn every_functions_environment_satisfies_its_configuration() {
         .collect();
     assert_eq!(
         functions,
-        BTreeSet::from(["ConfigApiFunction", "SenderFunction", "SweeperFunction"])
+        BTreeSet::from([
+            "ConfigApiFunction",
+            "SenderFunction",
+            "SweeperFunction",
+            "IngestFunction"
+        ])
     );
     for name in &functions {
         let f = &t["Resources"][*name];
@@ -776,6 +818,8 @@ fn every_alarm_notifies_the_topic_that_alarm_email_subscribes_to() {
         "SweeperFunction:Throttles",
         "SweeperFunction:NoticesDeferred",
         "SenderFunction:HistoryWritesFailed",
+        // With PublishEventBus: events from the bus that were not published.
+        "IngestDeadLetterQueue:ApproximateNumberOfMessagesVisible",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -795,13 +839,25 @@ fn every_alarm_notifies_the_topic_that_alarm_email_subscribes_to() {
     assert_eq!(template()["Parameters"]["AlarmEmail"]["Default"], "");
     // A sweep that leaves e-mails unsent fails its invocation (so the
     // sweeper's Errors alarm sees it) and is not retried at once.
-    let invoke = of_type(&d, "AWS::Lambda::EventInvokeConfig");
-    assert_eq!(invoke.len(), 1);
+    let invoke: HashMap<String, &Value> = of_type(&d, "AWS::Lambda::EventInvokeConfig")
+        .into_iter()
+        .map(|(_, config)| {
+            let function = config["Properties"]["FunctionName"]["Ref"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (function, &config["Properties"])
+        })
+        .collect();
+    assert_eq!(invoke.len(), 2, "{invoke:?}");
+    assert_eq!(invoke["SweeperFunction"]["MaximumRetryAttempts"], 0);
+    // An event from the bus whose publish met a passing fault is tried
+    // twice more, then waits in the ingest dead-letter queue.
+    assert_eq!(invoke["IngestFunction"]["MaximumRetryAttempts"], 2);
     assert_eq!(
-        invoke[0].1["Properties"]["FunctionName"],
-        reference("SweeperFunction")
+        resource(&d, "IngestFunction")["DeadLetterConfig"]["TargetArn"],
+        json!({"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]})
     );
-    assert_eq!(invoke[0].1["Properties"]["MaximumRetryAttempts"], 0);
 }
 
 #[test]
@@ -812,6 +868,7 @@ fn stored_data_outlives_the_stack_and_logs_do_not_outlive_their_retention() {
         "AdminTokenSecret",
         "DeliveryQueue",
         "DeliveryDeadLetterQueue",
+        "IngestDeadLetterQueue",
     ] {
         let r = &t["Resources"][name];
         assert_eq!(r["DeletionPolicy"], "Retain", "{name}");
@@ -842,7 +899,7 @@ fn stored_data_outlives_the_stack_and_logs_do_not_outlive_their_retention() {
         assert!(groups.contains(&group), "{name} logs to {group}");
         assert!(logged_to.insert(group), "{name} shares a log group");
     }
-    assert_eq!(logged_to.len(), 3);
+    assert_eq!(logged_to.len(), 4, "the three functions and the ingest one");
     assert!(groups.contains("ApiAccessLogGroup"));
     assert_eq!(t["Parameters"]["LogRetentionDays"]["Default"], 30);
 }
@@ -1000,6 +1057,16 @@ fn each_function_may_use_the_lanes_it_needs_and_no_more() {
         ])
     );
     assert!(queue_grants(&t, "SweeperFunction").is_empty());
+    // Publishing from the bus queues to the fast and slow lanes, and what
+    // it refuses to its dead-letter queue.
+    assert_eq!(
+        queue_grants(&t, "IngestFunction"),
+        set(&[
+            "sqs:SendMessage DeliveryQueue",
+            "sqs:SendMessage IngestDeadLetterQueue",
+            "sqs:SendMessage SlowQueue",
+        ])
+    );
     // Each lane's mapping reads its own queue; a dead-letter queue is only
     // a redrive target.
     let d = deployed();

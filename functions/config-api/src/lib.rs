@@ -24,6 +24,7 @@ use shared::ports::{
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ingest;
 pub mod routes;
 pub mod ui;
 pub mod view;

@@ -385,3 +385,48 @@ mod tests {
         }
     }
 }
+
+/// A dead-letter queue that takes what could not be handled, as received,
+/// with the reason beside it (message attributes `reason` and
+/// `error_code`), so nothing is dropped silently and an operator can send
+/// it again once mended.
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    client: Client,
+    url: String,
+}
+
+impl DeadLetters {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// Queues `body` with `reason` (at most 1,000 characters kept).
+    pub async fn put(
+        &self,
+        body: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let text = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+        };
+        let reason: String = reason.chars().take(1000).collect();
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes("reason", text(&reason)?)
+            .message_attributes("error_code", text(code)?)
+            .send()
+            .await?;
+        Ok(())
+    }
+}

@@ -16,8 +16,8 @@ use shared::domain::delivery::{MAX_ENVELOPE_BYTES, envelope_fits};
 use shared::domain::idempotency::{IDEMPOTENCY_HEADER, IDEMPOTENCY_WINDOW};
 use shared::domain::rate::RETRY_AFTER_SECS;
 use shared::domain::{
-    DeliveryMessage, Event, IdempotencyKey, Lane, MAX_WEBHOOKS_PER_PROJECT, ProjectCode,
-    PublishInput, PublishShare, StoredEvent, Timestamp, Webhook, WebhookId,
+    DeliveryLog, DeliveryMessage, Event, IdempotencyKey, Lane, MAX_WEBHOOKS_PER_PROJECT,
+    ProjectCode, PublishInput, PublishShare, StoredEvent, Timestamp, Webhook, WebhookId,
 };
 use shared::ports::{PublishAttempt, PublishClaim};
 use uuid::Uuid;
@@ -49,13 +49,52 @@ pub async fn publish<S: Store, Q: Queue>(
                 .map_err(ApiError::invalid_field)?,
         ),
     };
+    let (answer, replayed) =
+        publish_event(&state.publisher(), project, input, key.as_ref()).await?;
+    Ok(published(answer, replayed))
+}
+
+/// What publishing needs: the API's, or the ingest function's (publishing
+/// from EventBridge), so both run the same rules.
+#[derive(Debug)]
+pub struct Publisher<'a, S, Q> {
+    pub store: &'a S,
+    pub queue: &'a Q,
+    pub delivery_log: DeliveryLog,
+    pub publish_share: PublishShare,
+    pub full_windows: &'a FullWindows,
+}
+
+impl<S, Q> AppState<S, Q> {
+    pub fn publisher(&self) -> Publisher<'_, S, Q> {
+        Publisher {
+            store: &self.store,
+            queue: &self.queue,
+            delivery_log: self.delivery_log,
+            publish_share: self.publish_share,
+            full_windows: &self.full_windows,
+        }
+    }
+}
+
+/// Publishes `input` to `project`'s subscribed webhooks, under `key` when
+/// given: validation, the project's share, the stored event, one queued
+/// delivery per subscriber. Answers the event and its deliveries, and
+/// whether this repeated an earlier publish with the key (which queued
+/// nothing more).
+pub async fn publish_event<S: Store, Q: Queue>(
+    state: &Publisher<'_, S, Q>,
+    project: ProjectCode,
+    input: PublishInput,
+    key: Option<&IdempotencyKey>,
+) -> Result<(Published, bool), ApiError> {
     let now = Timestamp::now();
     let fingerprint = input.fingerprint();
     let mut event = input.validate(project, now)?;
     // With a key: what an earlier publish with it left decides.
     let mut claim = None;
     let mut already = BTreeSet::new();
-    if let Some(key) = &key {
+    if let Some(key) = key {
         let attempt = PublishAttempt {
             fingerprint: &fingerprint,
             event_id: event.id,
@@ -84,7 +123,13 @@ pub async fn publish<S: Store, Q: Queue>(
                 deliveries,
             } => {
                 tracing::info!(event_id = %event_id, project = %event.project, "publish repeated with its idempotency key; answered as before");
-                return Ok(published(event_id, deliveries, true));
+                return Ok((
+                    Published {
+                        event_id,
+                        deliveries,
+                    },
+                    true,
+                ));
             }
             PublishClaim::Mismatch => return Err(ApiError::idempotency_key_reused()),
             PublishClaim::InProgress => return Err(ApiError::idempotency_in_progress()),
@@ -118,22 +163,21 @@ pub async fn publish<S: Store, Q: Queue>(
                     u64::try_from(queued.len()).unwrap_or(u64::MAX),
                 )
                 .emit();
-            Ok(published(event.id, deliveries, false))
+            Ok((
+                Published {
+                    event_id: event.id,
+                    deliveries,
+                },
+                false,
+            ))
         }
         Err(Failed { error, .. }) => Err(error),
     }
 }
 
 /// The 202 answer; a repeat says it is one (`Idempotent-Replayed: true`).
-fn published(event_id: Uuid, deliveries: usize, replayed: bool) -> Response {
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(Published {
-            event_id,
-            deliveries,
-        }),
-    )
-        .into_response();
+fn published(answer: Published, replayed: bool) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();
     if replayed {
         response
             .headers_mut()
@@ -157,7 +201,7 @@ struct Failed {
 /// webhook's lane, after the share and the stored event; answers the
 /// webhooks it queued.
 async fn fan_out<S: Store, Q: Queue>(
-    state: &AppState<S, Q>,
+    state: &Publisher<'_, S, Q>,
     event: &Event,
     already: &BTreeSet<WebhookId>,
     now: Timestamp,
@@ -263,7 +307,7 @@ impl LaneBatch {
 /// Queues a lane's messages; nothing to queue is no call. Answers the
 /// webhooks with what came of it.
 async fn enqueue<S: Store, Q: Queue>(
-    state: &AppState<S, Q>,
+    state: &Publisher<'_, S, Q>,
     lane: Lane,
     group: &str,
     batch: LaneBatch,
@@ -302,7 +346,7 @@ impl FullWindows {
 /// without a storage call, so a project far over its share costs at most
 /// one refused write per instance and second.
 async fn take_share<S: Store, Q: Queue>(
-    state: &AppState<S, Q>,
+    state: &Publisher<'_, S, Q>,
     project: &ProjectCode,
     now: Timestamp,
 ) -> Result<(), ApiError> {
@@ -330,7 +374,7 @@ async fn take_share<S: Store, Q: Queue>(
 /// The project's enabled webhooks subscribed to the event, and whether a
 /// disabled one subscribes to it (and misses it).
 async fn subscribers<S: Store, Q: Queue>(
-    state: &AppState<S, Q>,
+    state: &Publisher<'_, S, Q>,
     event: &shared::domain::Event,
 ) -> Result<(Vec<Webhook>, bool), ApiError> {
     let mut found = Vec::new();
