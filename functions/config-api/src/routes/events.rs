@@ -136,7 +136,7 @@ pub async fn publish_event<S: Store, Q: Queue>(
         }
         claim = Some((key, now));
     }
-    let outcome = fan_out(&state, &event, &already, now).await;
+    let outcome = fan_out(state, &event, &already, now).await;
     if let Some((key, claimed_at)) = claim {
         let (queued, done) = match &outcome {
             Ok(queued) => (queued.clone(), true),
