@@ -41,7 +41,7 @@ dev: setup ## Run the whole service locally (API :3000, inspector :3001, AWS emu
 	  API_PORT=$(API_PORT) INSPECTOR_PORT=$(INSPECTOR_PORT) EMULATOR_PORT=$(EMULATOR_PORT) \
 	  cargo run --quiet -p local-stack
 
-build: setup ## Package the three functions for Lambda (sam build: cargo-lambda, arm64)
+build: setup ## Package the functions for Lambda (sam build: cargo-lambda, arm64)
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
 	@ls -l .aws-sam/build/*/bootstrap

@@ -35,8 +35,9 @@ fn per(counters: &[&CallCounter], per: f64) -> BTreeMap<String, f64> {
 }
 
 /// AWS calls per delivery for a publish to 10 webhooks and its SQS batch,
-/// with the delivery history kept as `log` says.
-pub async fn per_delivery(failing: bool, log: DeliveryLog) -> BTreeMap<String, f64> {
+/// with the delivery history kept as `log` says, and with the operational
+/// events on a bus when `events` (its calls counted too).
+pub async fn per_delivery(failing: bool, log: DeliveryLog, events: bool) -> BTreeMap<String, f64> {
     let stack = Stack::start().await;
     let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
     let path = if failing { "/fail" } else { "/ok" };
@@ -52,13 +53,22 @@ pub async fn per_delivery(failing: bool, log: DeliveryLog) -> BTreeMap<String, f
     } = stack.counting_with_log(log).await;
     let reply = api.publish_run("COUNT").await;
     assert_eq!(reply.body["deliveries"], 10);
+    let bus = match events {
+        true => Some(integration_tests::bus::Bus::fresh().await),
+        false => None,
+    };
+    let (bus_events, eventbridge) = match &bus {
+        Some(bus) => counting_bus(&bus.name).await,
+        None => (shared::adapters::EventBus::off(), CallCounter::default()),
+    };
     let sender = Sender::new(
         store,
         HttpPoster::new(loopback_policy(), Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{e}")),
         10,
     )
-    .with_history(log);
+    .with_history(log)
+    .with_events(bus_events);
     let mut received = 0;
     while received < 10 {
         received += poll_once(&sender, queue.client(), &stack.api.queue_url, 1)
@@ -66,7 +76,7 @@ pub async fn per_delivery(failing: bool, log: DeliveryLog) -> BTreeMap<String, f
             .unwrap_or_else(|e| panic!("{e}"))
             .received;
     }
-    per(&[&dynamo, &sqs], 10.0)
+    per(&[&dynamo, &sqs, &eventbridge], 10.0)
 }
 
 /// AWS calls of one publish to `subscribers` webhooks.
@@ -294,8 +304,8 @@ pub async fn end_to_end(events: usize) -> (Vec<Figure>, f64) {
 /// steps, the later steps in the waiting lane, the sender's receives, slots,
 /// POSTs' bookkeeping and progress. And the calls of the steps alone.
 pub async fn per_recovery(n: usize) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    use shared::domain::Lane;
     use shared::domain::recover::{Plan, Recovery, Window};
-    use shared::domain::{Lane, LaneNames};
     use shared::ports::RecoveryStore as _;
     use shared::recovery::{Driver, Recoverer};
 
@@ -316,19 +326,11 @@ pub async fn per_recovery(n: usize) -> (BTreeMap<String, f64>, BTreeMap<String, 
     } = stack.counting().await;
     let log = DeliveryLog::default();
     let urls = queue.urls().clone();
-    let sender = Sender::new(
+    let sender = lane_sender(store.clone(), &queue).with_recoveries(Arc::new(Recoverer::new(
         store.clone(),
-        HttpPoster::new(loopback_policy(), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("{e}")),
-        10,
-    )
-    .with_lanes(
         queue.clone(),
-        LaneNames::from_urls(&urls.fast, &urls.slow, &urls.waiting),
-        Vec::new(),
-    )
-    .with_history(log)
-    .with_recoveries(Arc::new(Recoverer::new(store.clone(), queue.clone(), log)));
+        log,
+    )));
     let now = Timestamp::now();
     let recovery = Recovery {
         id: uuid::Uuid::now_v7(),
@@ -403,4 +405,106 @@ pub async fn per_recovery(n: usize) -> (BTreeMap<String, f64>, BTreeMap<String, 
             .collect()
     };
     (per_thousand(all), per_thousand(steps))
+}
+
+/// AWS calls of `webhooks` webhooks each starting to fail and then
+/// recovering (two state changes each) through the sender, with the
+/// operational events put on a bus (`on`) or not: per 1,000 state changes,
+/// by operation, and how many events the bus's rule delivered.
+pub async fn per_state_change(webhooks: usize, on: bool) -> (BTreeMap<String, f64>, usize) {
+    use shared::domain::Lane;
+
+    let stack = Stack::start().await;
+    let rx = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let ids = stack
+        .webhooks("OPS", webhooks, |i| rx.url(&format!("/fail/{i}")))
+        .await;
+    let bus = integration_tests::bus::Bus::fresh().await;
+    let Counting {
+        store,
+        queue,
+        dynamo,
+        sqs,
+        ..
+    } = stack.counting().await;
+    let (events, eventbridge) = counting_bus(&bus.name).await;
+    let urls = queue.urls().clone();
+    let mut sender = lane_sender(store, &queue);
+    if on {
+        sender = sender.with_events(events);
+    }
+    let drain = || async {
+        loop {
+            let mut received = 0;
+            for lane in [Lane::Fast, Lane::Slow] {
+                received += poll_once(&sender, queue.client(), urls.url(lane), 0)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .received;
+            }
+            if received == 0 {
+                return;
+            }
+        }
+    };
+    // Published with the uncounted API: the sender's calls alone.
+    let reply = stack.api.publish_run("OPS").await;
+    assert_eq!(reply.body["deliveries"], webhooks);
+    drain().await;
+    for id in &ids {
+        let reply = stack
+            .api
+            .admin(
+                "PATCH",
+                &format!("/projects/OPS/webhooks/{id}"),
+                Some(json!({"endpoint": rx.url(&format!("/ok/{id}"))})),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    stack.api.publish_run("OPS").await;
+    drain().await;
+    // The sender's own empty receives (the bench polls until a lane is
+    // empty) are left out: a mapping long-polls.
+    let mut calls = per(
+        &[&dynamo, &sqs, &eventbridge],
+        webhooks as f64 * 2.0 / 1000.0,
+    );
+    calls.remove("ReceiveMessage");
+    let delivered = bus.drain().await.len();
+    (calls, delivered)
+}
+
+/// An event bus over a client whose calls are counted.
+async fn counting_bus(name: &str) -> (shared::adapters::EventBus, CallCounter) {
+    let counter = CallCounter::default();
+    let sdk = integration_tests::sdk_config().await;
+    let config = aws_sdk_eventbridge::config::Builder::from(&sdk)
+        .interceptor(counter.clone())
+        .build();
+    (
+        shared::adapters::EventBus::new(aws_sdk_eventbridge::Client::from_conf(config), name),
+        counter,
+    )
+}
+
+/// A sender over `store` and the lanes of `queue`, recording the history,
+/// without retries, to loopback with a 5-second deadline.
+fn lane_sender(
+    store: shared::adapters::DynamoStore,
+    queue: &shared::adapters::SqsQueue,
+) -> Sender<shared::adapters::DynamoStore, shared::adapters::SqsQueue> {
+    let urls = queue.urls();
+    Sender::new(
+        store,
+        HttpPoster::new(loopback_policy(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}")),
+        10,
+    )
+    .with_lanes(
+        queue.clone(),
+        shared::domain::LaneNames::from_urls(&urls.fast, &urls.slow, &urls.waiting),
+        Vec::new(),
+    )
+    .with_history(DeliveryLog::default())
 }

@@ -21,6 +21,8 @@ pub const DYNAMODB_READ_UNIT: f64 = 0.125 / 1e6;
 pub const DYNAMODB_WRITE_UNIT: f64 = 0.625 / 1e6;
 /// API Gateway HTTP API, per request (first 300 million a month).
 pub const HTTP_API_REQUEST: f64 = 1.00 / 1e6;
+/// EventBridge, per custom event put (64 KB chunk): the operational events.
+pub const EVENTBRIDGE_EVENT: f64 = 1.00 / 1e6;
 /// DynamoDB standard table storage, per GB-month.
 pub const DYNAMODB_GB_MONTH: f64 = 0.25;
 /// Subscribers per published event assumed by the model.

@@ -183,16 +183,21 @@ async fn main() {
 
     // 3. AWS calls, with the delivery history on (as deployed) and off.
     let on = DeliveryLog::default();
-    let healthy = aws::per_delivery(false, on).await;
-    let failing = aws::per_delivery(true, on).await;
-    let healthy_off = aws::per_delivery(false, DeliveryLog::off()).await;
-    let failing_off = aws::per_delivery(true, DeliveryLog::off()).await;
+    let healthy = aws::per_delivery(false, on, false).await;
+    let failing = aws::per_delivery(true, on, false).await;
+    let healthy_off = aws::per_delivery(false, DeliveryLog::off(), false).await;
+    let failing_off = aws::per_delivery(true, DeliveryLog::off(), false).await;
+    let healthy_events = aws::per_delivery(false, on, true).await;
     let mut figures = Vec::new();
     for (what, calls) in [
         ("healthy delivery", &healthy),
         ("failing delivery", &failing),
         ("healthy delivery, history off", &healthy_off),
         ("failing delivery, history off", &failing_off),
+        (
+            "healthy delivery, operational events on a bus",
+            &healthy_events,
+        ),
     ] {
         figures.push(Figure::once(
             &format!("AWS calls per {what}"),
@@ -254,6 +259,32 @@ async fn main() {
         ));
         results.aws_calls.insert(format!("per {what}"), calls);
     }
+    // Operational events: 50 webhooks each start failing, then recover.
+    let (with_events, put) = aws::per_state_change(50, true).await;
+    let (without_events, _) = aws::per_state_change(50, false).await;
+    assert_eq!(put, 100, "one event per state change");
+    figures.push(Figure::once(
+        "dollars per 1,000 state changes for their operational events (EventBridge custom events, as many as the bus received)",
+        "USD",
+        put as f64 / 100.0 * 1000.0 * cost::EVENTBRIDGE_EVENT,
+    ));
+    for (what, calls) in [
+        (
+            "1,000 state changes (a webhook failing, then recovered), operational events on a bus",
+            with_events,
+        ),
+        (
+            "1,000 state changes, operational events off",
+            without_events,
+        ),
+    ] {
+        figures.push(Figure::once(
+            &format!("AWS calls per {what}"),
+            "calls",
+            calls.values().sum(),
+        ));
+        results.aws_calls.insert(format!("per {what}"), calls);
+    }
     for total in [1_000, 10_000] {
         let (read, calls) = aws::per_sweep(total).await;
         figures.push(
@@ -278,7 +309,7 @@ async fn main() {
     }
     results.section(
         "AWS requests per unit of work",
-        "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10, with the delivery history on (the default) and off; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
+        "Counted, not timed: an SDK interceptor on otherwise ordinary DynamoDB and SQS clients (and EventBridge's, where operational events are on) counts every call, against the moto emulator. A delivery is a publish to 10 webhooks and the SQS batch that delivers it, divided by 10, with the delivery history on (the default) and off; a state change is one of 50 webhooks starting to fail and then recovering (two each), the sender's calls alone, with the operational events put on a bus and without; a sweep is one run of the sweeper over a table of N webhooks of which 5 are due (items read is the Query's ScannedCount).",
         figures,
     );
 

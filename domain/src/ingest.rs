@@ -29,12 +29,6 @@ pub struct BusPublish {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(pub String);
 
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The fields of either shape; an EventBridge event's other fields
 /// (`source`, `time`, ...) are ignored.
 #[derive(Deserialize)]
@@ -156,12 +150,16 @@ mod tests {
             ),
             (&whole(r#"{"project": "DEMO"}"#), "event: missing"),
             (
+                &whole(r#"{"project": "DEMO", "event": "text"}"#),
+                "event: invalid type",
+            ),
+            (
                 &whole(r#"{"project": "DEMO", "event": {"event_name": 5}}"#),
-                "event.event_name:",
+                "event.event_name: invalid type",
             ),
             (
                 &whole(r#"{"project": "DEMO", "event": {"colour": "red"}}"#),
-                "unknown field `colour`",
+                "event.colour: unknown field `colour`",
             ),
             (
                 &whole(r#"{"project": "no such code!", "event": {}}"#),
@@ -186,10 +184,7 @@ mod tests {
         ];
         for (raw, reason) in cases {
             let refused = parse(raw).unwrap_err();
-            assert!(
-                refused.0.starts_with(reason) || refused.0.contains(reason),
-                "{raw}: {refused}"
-            );
+            assert!(refused.0.starts_with(reason), "{raw}: {}", refused.0);
         }
     }
 }

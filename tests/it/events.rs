@@ -29,6 +29,21 @@ const API_SAMPLES: [(&str, StatusCode); 4] = [
 ];
 const SQS_SAMPLES: [&str; 1] = ["sqs-delivery.json"];
 const SCHEDULED_SAMPLES: [&str; 1] = ["scheduled-sweep.json"];
+/// The ingest function's samples: run in `ingest.rs`.
+const EVENTBRIDGE_SAMPLES: [&str; 2] = [
+    "eventbridge-publish.json",
+    "eventbridge-publish-malformed.json",
+];
+/// What the functions put on the operational bus (not a handler's input):
+/// compared with the events a run puts in `operational.rs`.
+const OPERATIONAL_SAMPLES: [&str; 6] = [
+    "operational-webhook-failing.json",
+    "operational-webhook-disabled.json",
+    "operational-webhook-recovered.json",
+    "operational-webhook-re-enabled.json",
+    "operational-delivery-retries-exhausted.json",
+    "operational-recovery-finished.json",
+];
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(workspace_root().join("events").join(name)).unwrap()
@@ -47,6 +62,8 @@ fn every_sample_is_run_by_a_test_here() {
             SQS_SAMPLES
                 .iter()
                 .chain(&SCHEDULED_SAMPLES)
+                .chain(&EVENTBRIDGE_SAMPLES)
+                .chain(&OPERATIONAL_SAMPLES)
                 .map(|n| n.to_string()),
         )
         .collect();

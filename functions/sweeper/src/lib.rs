@@ -195,41 +195,19 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
         report.examined = due.read;
         let mut notices = Vec::new();
         let mut changes = Vec::new();
-        for hook in due.items {
-            if Instant::now() >= stop_at {
-                report.out_of_time = true;
-                break;
-            }
-            if self.consult_history && self.recovered(&hook, &mut report, &mut changes).await? {
-                continue;
-            }
-            let reason = disabled_reason(&hook);
-            match self.store.disable(&hook, now, &reason).await? {
-                Some(disabled) => {
-                    report.disabled += 1;
-                    // This conditional write disabled it: its one event.
-                    changes.push(OperationalEvent::of(
-                        &disabled,
-                        now,
-                        Change::Disabled {
-                            reason: DisableCause::of_sweep(&hook, cutoff(now, self.window)),
-                            failing_since: hook.failing_since,
-                            last_error: hook.last_failure_reason.clone(),
-                        },
-                    ));
-                    tracing::info!(
-                        project = %disabled.project,
-                        webhook_id = %disabled.id,
-                        failing_since = ?disabled.failing_since.map(|t| t.to_string()),
-                        reason = %reason,
-                        "webhook disabled"
-                    );
-                    notices.push(disabled);
-                }
-                None => report.raced += 1,
-            }
-        }
+        let decided = self
+            .decide(
+                due.items,
+                now,
+                stop_at,
+                &mut report,
+                &mut notices,
+                &mut changes,
+            )
+            .await;
+        // The changes made before a store error are announced all the same.
         self.events.put(&changes).await;
+        decided?;
         // Notices left pending by earlier sweeps (mail failed, or a sweep died).
         if !report.out_of_time {
             let seen: HashSet<WebhookId> = notices.iter().map(|h| h.id).collect();
@@ -263,6 +241,55 @@ impl<S: SweepStore, M: Mailer> Sweeper<S, M> {
             (metric::NOTICES_SENT, count(report.mailed)),
         ]);
         Ok(report)
+    }
+
+    /// Disables each due webhook (or finds it recovered in the history)
+    /// until `stop_at`: counts in `report`, the disabled ones in `notices`,
+    /// the operational event of each change it made in `changes`.
+    async fn decide(
+        &self,
+        due: Vec<Webhook>,
+        now: Timestamp,
+        stop_at: Instant,
+        report: &mut SweepReport,
+        notices: &mut Vec<Webhook>,
+        changes: &mut Vec<OperationalEvent>,
+    ) -> Result<(), StoreError> {
+        for hook in due {
+            if Instant::now() >= stop_at {
+                report.out_of_time = true;
+                break;
+            }
+            if self.consult_history && self.recovered(&hook, report, changes).await? {
+                continue;
+            }
+            let reason = disabled_reason(&hook);
+            match self.store.disable(&hook, now, &reason).await? {
+                Some(disabled) => {
+                    report.disabled += 1;
+                    // This conditional write disabled it: its one event.
+                    changes.push(OperationalEvent::of(
+                        &disabled,
+                        now,
+                        Change::Disabled {
+                            reason: DisableCause::of_sweep(&hook, cutoff(now, self.window)),
+                            failing_since: hook.failing_since,
+                            last_error: hook.last_failure_reason.clone(),
+                        },
+                    ));
+                    tracing::info!(
+                        project = %disabled.project,
+                        webhook_id = %disabled.id,
+                        failing_since = ?disabled.failing_since.map(|t| t.to_string()),
+                        reason = %reason,
+                        "webhook disabled"
+                    );
+                    notices.push(disabled);
+                }
+                None => report.raced += 1,
+            }
+        }
+        Ok(())
     }
 
     /// Whether the history shows the due webhook delivered after its
