@@ -524,3 +524,58 @@ async fn a_store_write_says_whether_it_made_the_change_when_many_race() {
         "{gone:?}"
     );
 }
+
+#[tokio::test]
+async fn an_event_the_bus_refuses_is_logged_and_counted_as_a_metric() {
+    // A bus that does not exist: every put is refused.
+    let sdk = integration_tests::sdk_config().await;
+    let missing = shared::adapters::EventBus::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        &format!("missing-{}", uuid::Uuid::new_v4()),
+    );
+    let stack = Stack::with_events(missing, FailureRules::default()).await;
+    let rx = Receiver::start().await;
+    let secret = "refused-bus-secret-33aa";
+    create(
+        &stack,
+        json!({"title": "Refused", "endpoint": rx.url("/refused?status=503"), "events": ["run.completed"], "secret": secret}),
+    )
+    .await;
+    let ((), logs) = integration_tests::logged(async {
+        stack.publish(PROJECT, "run.completed", json!({})).await;
+        let queued: Vec<String> = stack
+            .receive()
+            .await
+            .into_iter()
+            .filter_map(|m| m.body)
+            .collect();
+        let response = stack
+            .sender
+            .handle(batch(&queued), integration_tests::sender_deadline())
+            .await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "the delivery stands"
+        );
+    })
+    .await;
+    assert_eq!(rx.at("/refused").len(), 1);
+    assert_eq!(
+        integration_tests::metric_values(
+            &logs,
+            shared::telemetry::metric::OPERATIONAL_EVENTS_FAILED
+        ),
+        [1],
+        "{logs}"
+    );
+    let docs = integration_tests::metric_documents(&logs, "OperationalEventsFailed");
+    assert_eq!(
+        docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["FunctionName"]])
+    );
+    assert!(
+        logs.contains("operational"),
+        "the refusal is logged: {logs}"
+    );
+    assert!(!logs.contains(secret));
+}
