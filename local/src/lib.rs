@@ -47,6 +47,9 @@ pub struct DevConfig {
     pub delivery_log: DeliveryLog,
     /// `PUBLISH_RATE_PER_PROJECT`, default 5 as deployed; 0 turns it off.
     pub publish_share: PublishShare,
+    /// `OPERATIONAL_EVENT_BUS`: the emulator's bus the operational events
+    /// go to, its default bus unless named (as deployed).
+    pub event_bus: String,
     pub api_port: u16,
     pub inspector_port: u16,
     pub emulator_port: u16,
@@ -61,6 +64,9 @@ impl DevConfig {
             deadline: env.duration("DELIVERY_DEADLINE", DEFAULT_DEADLINE)?,
             delivery_log: env.delivery_log()?,
             publish_share: env.publish_share(DEFAULT_PUBLISH_RATE)?,
+            event_bus: env
+                .optional(shared::config::EVENT_BUS)
+                .unwrap_or_else(|| provision::EVENT_BUS.to_owned()),
             api_port: port(env, "API_PORT", 3000)?,
             inspector_port: port(env, "INSPECTOR_PORT", 3001)?,
             emulator_port: port(env, "EMULATOR_PORT", 4566)?,
@@ -161,7 +167,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             .to_owned(),
     };
     let mail_from = provision::MAIL_FROM;
-    let resources = provision::provision(&sdk, &admin, mail_from)
+    let resources = provision::provision(&sdk, &admin, mail_from, &config.event_bus)
         .await
         .map_err(DevError::Provision)?;
 
@@ -175,11 +181,11 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
             signing_overlap: config_api::DEFAULT_SIGNING_OVERLAP,
             delivery_log: config.delivery_log,
             publish_share: config.publish_share,
-            event_bus: Some(provision::EVENT_BUS.to_owned()),
+            event_bus: Some(config.event_bus.clone()),
         },
     )
     .await?;
-    let events = EventBus::from_sdk(&sdk, Some(provision::EVENT_BUS));
+    let events = EventBus::from_sdk(&sdk, Some(&config.event_bus));
     let store = DynamoStore::from_sdk(&sdk, &resources.table);
     let queue = SqsQueue::from_sdk(&sdk, resources.queue_urls.clone());
     let recoveries =
@@ -237,6 +243,7 @@ pub async fn run(root: PathBuf, config: DevConfig) -> Result<(), DevError> {
     tasks.spawn(show_operational_events(
         sqs.clone(),
         resources.operational_queue_url.clone(),
+        config.event_bus.clone(),
         inspector.clone(),
         stopped.clone(),
     ));
@@ -304,6 +311,7 @@ pub const OPERATIONAL_EVENTS_PATH: &str = "operational-events";
 async fn show_operational_events(
     sqs: aws_sdk_sqs::Client,
     url: String,
+    bus: String,
     inspector: Inspector,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -325,7 +333,6 @@ async fn show_operational_events(
             let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             println!(
                 "\n---- operational event (bus {bus}) ------------------------------\n{kind}\n{detail}\n",
-                bus = provision::EVENT_BUS,
                 kind = event["detail-type"].as_str().unwrap_or("?"),
                 detail = serde_json::to_string_pretty(&event["detail"]).unwrap_or_default(),
             );
@@ -419,7 +426,7 @@ What was sent and what came back, per webhook (the delivery history, kept {histo
 
 ready: API {api}, inspector {inspector}"#,
         emulator = emulator.endpoint(),
-        bus = provision::EVENT_BUS,
+        bus = config.event_bus,
         events_path = OPERATIONAL_EVENTS_PATH,
         queue = provision::QUEUE,
         window = humanize(config.disable_after),

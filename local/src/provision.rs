@@ -15,8 +15,9 @@ pub const QUEUE: &str = "deliveries";
 pub const ADMIN_SECRET: &str = "webhooks-admin-token";
 /// The verified SES sender of the local stack.
 pub const MAIL_FROM: &str = "webhooks@example.com";
-/// The bus the functions put operational events on: the emulator's default
-/// bus, as deployed by default (`OperationalEventBus`).
+/// The bus the functions put operational events on unless `make dev` is
+/// told another (`OPERATIONAL_EVENT_BUS`): the emulator's default bus, as
+/// deployed by default (`OperationalEventBus`).
 pub const EVENT_BUS: &str = "default";
 /// The queue a rule on [`EVENT_BUS`] sends every operational event to, for
 /// `make dev` to show them.
@@ -41,11 +42,13 @@ pub struct Resources {
 }
 
 /// Table and index, the lanes' queues and their dead-letter queues, the admin token
-/// secret, and a verified SES sender.
+/// secret, a verified SES sender, the rule on `event_bus` that shows the
+/// operational events, and the ingest function's dead-letter queue.
 pub async fn provision(
     sdk: &aws_config::SdkConfig,
     admin_token: &str,
     mail_from: &str,
+    event_bus: &str,
 ) -> Result<Resources, BoxError> {
     let table = TABLE.to_owned();
     DynamoStore::from_sdk(sdk, &table).create_table().await?;
@@ -65,7 +68,7 @@ pub async fn provision(
         .send()
         .await?;
     let operational_queue_url =
-        route_operational_events(sdk, EVENT_BUS, OPERATIONAL_RULE, OPERATIONAL_QUEUE).await?;
+        route_operational_events(sdk, event_bus, OPERATIONAL_RULE, OPERATIONAL_QUEUE).await?;
     let ingest_dead_letter_url = aws_sdk_sqs::Client::new(sdk)
         .create_queue()
         .queue_name(INGEST_DEAD_LETTERS)
