@@ -427,19 +427,21 @@ impl<S: DeliveryStore + RecoveryProgress, Q: DeliveryQueue> Sender<S, Q> {
             verdicts.push((id, verdict));
             attempts.extend(attempt);
         }
-        let ((), finished) = futures::join!(
-            self.record_attempts(&attempts, ends),
-            self.tally(&paced, &verdicts, ends)
-        );
-        changes.extend(finished.into_iter().filter_map(|(recovery, progress)| {
-            let change = Change::recovery_finished(recovery, &progress);
-            let (project, webhook_id) = recovering.get(&recovery)?.clone();
-            Some(match webhooks.get(&webhook_id) {
-                Some(hook) => OperationalEvent::of(hook, Timestamp::now(), change),
-                None => OperationalEvent::of_key(project, webhook_id, Timestamp::now(), change),
-            })
-        }));
-        self.announce(&changes, ends).await;
+        // The history, and beside it the recoveries' progress and then the
+        // batch's operational events (a finished recovery's among them).
+        let announced = async {
+            let finished = self.tally(&paced, &verdicts, ends).await;
+            changes.extend(finished.into_iter().filter_map(|(recovery, progress)| {
+                let change = Change::recovery_finished(recovery, &progress);
+                let (project, webhook_id) = recovering.get(&recovery)?.clone();
+                Some(match webhooks.get(&webhook_id) {
+                    Some(hook) => OperationalEvent::of(hook, Timestamp::now(), change),
+                    None => OperationalEvent::of_key(project, webhook_id, Timestamp::now(), change),
+                })
+            }));
+            self.announce(&changes, ends).await;
+        };
+        futures::join!(self.record_attempts(&attempts, ends), announced);
         publish_metrics(batch_lane, &verdicts, &latencies, retries_queued);
         response(&verdicts, &step_failures)
     }
