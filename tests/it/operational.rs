@@ -579,3 +579,37 @@ async fn an_event_the_bus_refuses_is_logged_and_counted_as_a_metric() {
     );
     assert!(!logs.contains(secret));
 }
+
+#[tokio::test]
+async fn a_recovery_the_api_finishes_at_once_puts_its_event_from_the_api() {
+    let bus = Bus::fresh().await;
+    let stack = Stack::with_events(bus.events(), FailureRules::default()).await;
+    let rx = Receiver::start().await;
+    let (id, _) = create(
+        &stack,
+        json!({"title": "Nothing lost", "endpoint": rx.url("/fine"), "events": ["run.completed"]}),
+    )
+    .await;
+    // Nothing failed in the window: the API's first steps find nothing and
+    // finish the recovery before answering; no sender takes part.
+    let since = Timestamp::now().before(Duration::from_secs(60));
+    let reply = stack
+        .api
+        .admin(
+            "POST",
+            &format!("/projects/{PROJECT}/webhooks/{id}/recover"),
+            Some(json!({"since": since.to_string()})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.body["state"], "finished", "{}", reply.text);
+    let events = bus.drain().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let detail = &events[0]["detail"];
+    assert_eq!(events[0]["detail-type"], "Recovery Finished");
+    assert_eq!(detail["recovery_id"], reply.body["recovery_id"]);
+    assert_eq!(
+        (detail["found"].as_u64(), detail["title"].as_str()),
+        (Some(0), Some("Nothing lost"))
+    );
+}
