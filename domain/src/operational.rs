@@ -15,7 +15,6 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::delivery::GONE_REASON;
 use crate::recover::Progress;
 use crate::{EventName, ProjectCode, Timestamp, Webhook, WebhookId};
 
@@ -35,13 +34,11 @@ pub enum DisableCause {
 }
 
 impl DisableCause {
-    /// Why the sweep disables `webhook` at `cutoff` (failing since before
-    /// it is the window, as `notice::is_due` reads it; a webhook due sooner was filed due by a timeout,
-    /// and a 410 disables without the sweep).
+    /// Why the sweep disables `webhook` at `cutoff`: failing since before
+    /// it is the window (as `notice::is_due` reads it); a webhook due
+    /// sooner was filed due by a timeout. (A 410 disables without the
+    /// sweep, which never sees that webhook.)
     pub fn of_sweep(webhook: &Webhook, cutoff: Timestamp) -> Self {
-        if webhook.disabled_reason.as_deref() == Some(GONE_REASON) {
-            return DisableCause::Gone;
-        }
         match webhook.failing_since {
             Some(since) if since >= cutoff => DisableCause::Timeout,
             _ => DisableCause::NoSuccess,
@@ -301,8 +298,6 @@ mod tests {
         assert_eq!(DisableCause::of_sweep(&hook, cutoff), DisableCause::Timeout);
         hook.failing_since = Some(at("2026-11-29T10:00:01Z"));
         assert_eq!(DisableCause::of_sweep(&hook, cutoff), DisableCause::Timeout);
-        hook.disabled_reason = Some(GONE_REASON.into());
-        assert_eq!(DisableCause::of_sweep(&hook, cutoff), DisableCause::Gone);
     }
 
     #[test]

@@ -92,8 +92,9 @@ async fn dead_lettered(stack: &Stack, url: &str) -> Vec<(String, String, String)
     }
 }
 
-#[tokio::test]
-async fn an_event_from_the_bus_is_published_once_however_often_it_arrives() {
+/// A stack with a webhook of DEMO (the samples' project) to `/bus` of a
+/// receiver, and a fresh dead-letter queue.
+async fn setup() -> (Stack, Receiver, String) {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     stack
@@ -104,6 +105,12 @@ async fn an_event_from_the_bus_is_published_once_however_often_it_arrives() {
         )
         .await;
     let dlq = dead_letter_queue(&stack).await;
+    (stack, rx, dlq)
+}
+
+#[tokio::test]
+async fn an_event_from_the_bus_is_published_once_however_often_it_arrives() {
+    let (stack, rx, dlq) = setup().await;
     let (store, calls) = integration_tests::counting::counting_store(stack.api.store.table()).await;
     let ingest = ingest_over(&stack, store, &dlq, PublishShare::per_second(100)).await;
     let event = sample("eventbridge-publish.json");
@@ -175,16 +182,7 @@ async fn an_event_from_the_bus_is_published_once_however_often_it_arrives() {
 
 #[tokio::test]
 async fn an_event_that_cannot_be_published_lands_in_the_dead_letter_queue_with_its_reason() {
-    let stack = Stack::start().await;
-    let rx = Receiver::start().await;
-    stack
-        .api
-        .create_webhook(
-            "DEMO",
-            json!({"title": "Bus", "endpoint": rx.url("/bus"), "events": ["run.completed"]}),
-        )
-        .await;
-    let dlq = dead_letter_queue(&stack).await;
+    let (stack, rx, dlq) = setup().await;
     let ingest = ingest_over(&stack, stack.api.store.clone(), &dlq, PublishShare::off()).await;
     let malformed = sample("eventbridge-publish-malformed.json");
     let unknown_name = json!({
@@ -235,16 +233,7 @@ async fn an_event_that_cannot_be_published_lands_in_the_dead_letter_queue_with_i
 
 #[tokio::test]
 async fn a_passing_fault_fails_the_invocation_for_lambda_to_try_again() {
-    let stack = Stack::start().await;
-    let rx = Receiver::start().await;
-    stack
-        .api
-        .create_webhook(
-            "DEMO",
-            json!({"title": "Bus", "endpoint": rx.url("/bus"), "events": ["run.completed"]}),
-        )
-        .await;
-    let dlq = dead_letter_queue(&stack).await;
+    let (stack, _rx, dlq) = setup().await;
     // One publish a second: a burst of events is over the share.
     let ingest = ingest_over(
         &stack,

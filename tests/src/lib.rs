@@ -226,28 +226,19 @@ pub mod api {
         /// The same table and queues, served by a router that gives each
         /// project `share` of the publish rate.
         pub async fn with_share(&self, share: shared::domain::PublishShare) -> Self {
-            let state = config_api::AppState::new(
-                self.store.clone(),
-                shared::adapters::SqsQueue::new(
-                    aws_sdk_sqs::Client::new(&crate::sdk_config().await),
-                    self.queue_urls.clone(),
-                ),
-                config_api::AdminToken::new(&ApiToken::presented(ADMIN)),
-                local_stack::local_rules(),
-                config_api::DEFAULT_SIGNING_OVERLAP,
-                shared::domain::DeliveryLog::default(),
-            )
-            .with_publish_share(share);
-            Self {
-                router: config_api::router(state),
-                ..self.clone()
-            }
+            self.serving(self.state().await.with_publish_share(share))
         }
 
         /// The same table and queues, served by a router that puts its
         /// operational events on `bus`.
         pub async fn with_events(&self, bus: shared::adapters::EventBus) -> Self {
-            let state = config_api::AppState::new(
+            self.serving(self.state().await.with_events(bus))
+        }
+
+        /// A state over this API's table and queues, with the local stack's
+        /// endpoint rules, to be given more before it is served.
+        async fn state(&self) -> config_api::AppState<DynamoStore, shared::adapters::SqsQueue> {
+            config_api::AppState::new(
                 self.store.clone(),
                 shared::adapters::SqsQueue::new(
                     aws_sdk_sqs::Client::new(&crate::sdk_config().await),
@@ -258,7 +249,13 @@ pub mod api {
                 config_api::DEFAULT_SIGNING_OVERLAP,
                 shared::domain::DeliveryLog::default(),
             )
-            .with_events(bus);
+        }
+
+        /// This API, served by a router over `state`.
+        fn serving<S: config_api::Store, Q: config_api::Queue>(
+            &self,
+            state: config_api::AppState<S, Q>,
+        ) -> Self {
             Self {
                 router: config_api::router(state),
                 ..self.clone()

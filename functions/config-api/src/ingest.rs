@@ -43,11 +43,7 @@ impl IngestConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: env.required("TABLE_NAME")?,
-            queue_urls: LaneUrls {
-                fast: env.required("DELIVERY_QUEUE_URL")?,
-                slow: env.required("SLOW_QUEUE_URL")?,
-                waiting: env.required("WAITING_QUEUE_URL")?,
-            },
+            queue_urls: crate::lane_urls(env)?,
             dead_letter_url: env.required("INGEST_DEAD_LETTER_QUEUE_URL")?,
             delivery_log: env.delivery_log()?,
             publish_share: env.publish_share(0)?,

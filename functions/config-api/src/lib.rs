@@ -285,11 +285,7 @@ impl ApiConfig {
         };
         Ok(Self {
             table_name: env.required("TABLE_NAME")?,
-            queue_urls: LaneUrls {
-                fast: env.required("DELIVERY_QUEUE_URL")?,
-                slow: env.required("SLOW_QUEUE_URL")?,
-                waiting: env.required("WAITING_QUEUE_URL")?,
-            },
+            queue_urls: lane_urls(env)?,
             admin_token,
             endpoint_rules: env.endpoint_rules()?,
             signing_overlap: env.duration("SIGNING_SECRET_OVERLAP", DEFAULT_SIGNING_OVERLAP)?,
@@ -298,6 +294,17 @@ impl ApiConfig {
             event_bus: env.optional(shared::config::EVENT_BUS),
         })
     }
+}
+
+/// `DELIVERY_QUEUE_URL`, `SLOW_QUEUE_URL`, `WAITING_QUEUE_URL`, all
+/// required: the lanes publishing queues to (the API and the ingest
+/// function).
+pub fn lane_urls(env: &Env<'_>) -> Result<LaneUrls, ConfigError> {
+    Ok(LaneUrls {
+        fast: env.required("DELIVERY_QUEUE_URL")?,
+        slow: env.required("SLOW_QUEUE_URL")?,
+        waiting: env.required("WAITING_QUEUE_URL")?,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
